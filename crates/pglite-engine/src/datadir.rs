@@ -1,0 +1,54 @@
+//! Exclusive ownership of a data directory.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use fs2::FileExt;
+
+use crate::EngineError;
+
+/// Name of the lock file kept inside a data directory.
+pub const LOCK_FILE: &str = ".pglite.lock";
+
+/// An exclusive advisory lock (`flock`) on a data directory, held while an engine runs.
+///
+/// The operating system releases it when the process dies, so a lock left by a killed
+/// process never blocks the next opener. A second opener, in this process or another,
+/// gets [`EngineError::InUse`].
+#[derive(Debug)]
+pub struct DataDirLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl DataDirLock {
+    /// Lock `dir` (which must exist) or fail with [`EngineError::InUse`].
+    pub fn acquire(dir: &Path) -> Result<DataDirLock, EngineError> {
+        let path = dir.join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| EngineError::io(&path, e))?;
+        match file.try_lock_exclusive() {
+            Ok(()) => Ok(DataDirLock { file, path }),
+            Err(e) if e.kind() == fs2::lock_contended_error().kind() => {
+                Err(EngineError::InUse(dir.to_path_buf()))
+            }
+            Err(e) => Err(EngineError::io(&path, e)),
+        }
+    }
+
+    /// The lock file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for DataDirLock {
+    fn drop(&mut self) {
+        let _ = FileExt::unlock(&self.file);
+    }
+}

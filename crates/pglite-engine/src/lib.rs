@@ -1,0 +1,27 @@
+//! The pglite engine boundary: PostgreSQL protocol bytes in, bytes out.
+//!
+//! [`Engine`] is the stable interface every backend implements. [`WasmEngine`] runs
+//! PostgreSQL 17 (the PGlite WASI build) inside Wasmtime on one data directory; a
+//! native engine loaded as a plugin can later sit behind the same trait. This crate
+//! knows nothing of rows or types.
+#![deny(missing_docs)]
+
+mod compile;
+mod datadir;
+mod error;
+pub mod module;
+mod wasm;
+
+pub use compile::{CompiledRuntime, MAX_WASM_STACK};
+pub use datadir::{DataDirLock, LOCK_FILE};
+pub use error::EngineError;
+pub use wasm::{WasmEngine, WasmEngineOptions};
+
+/// A PostgreSQL backend reached by exchanging protocol bytes.
+///
+/// One engine serves one session at a time. `exchange` hands the backend a batch of
+/// complete frontend messages and appends everything the backend answered to `out`.
+pub trait Engine {
+    /// Send `input` (whole frontend messages) and append the backend's reply to `out`.
+    fn exchange(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), EngineError>;
+}
