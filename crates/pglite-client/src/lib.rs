@@ -1,0 +1,69 @@
+//! A blocking PostgreSQL client for pglite: the wire-protocol core shared by the
+//! embedded database (`pglite::Pglite`, which feeds it an in-process engine) and by
+//! connections to real servers over TCP or Unix sockets.
+//!
+//! The client speaks the v3 protocol over any [`Transport`] — a byte pipe with
+//! `send` and `receive`. It spawns no threads and does no async work.
+//!
+//! ```no_run
+//! use pglite_client::{Client, StartupConfig, TcpTransport};
+//!
+//! # fn main() -> Result<(), pglite_client::Error> {
+//! let transport = TcpTransport::connect("127.0.0.1:5432")?;
+//! let mut client = Client::connect(transport, &StartupConfig::new("postgres", "postgres"))?;
+//! client.batch_execute("CREATE TEMP TABLE t (id int, name text)")?;
+//! client.execute("INSERT INTO t VALUES ($1, $2)", &[&1i32, &"one"])?;
+//! let row = client.query_one("SELECT id, name FROM t WHERE id = $1", &[&1i32])?;
+//! let name: &str = row.get("name");
+//! assert_eq!(name, "one");
+//! # Ok(()) }
+//! ```
+//!
+//! # Types
+//! Results of these types arrive in binary and convert with [`FromSql`] (and to JSON
+//! with [`Row::to_json`]): `bool`, `int2/4/8`, `oid`, `float4/8`, `numeric`
+//! ([`rust_decimal::Decimal`]), `text`, `varchar`, `bpchar`, `name`, `bytea`, `json`,
+//! `jsonb` (`serde_json::Value`, [`Json`]), `uuid`, `date`, `time`, `timestamp`,
+//! `timestamptz` (chrono), `interval` ([`Interval`]) and one-dimensional arrays of
+//! them (`Vec<T>`). Values of any other type arrive as text and read as
+//! `String`/`&str`. Parameters use [`ToSql`]; a text value (`&str`, `String`) given for
+//! a parameter of another type is sent as text for the server to parse.
+#![deny(missing_docs)]
+
+mod cache;
+mod client;
+mod config;
+mod copy;
+mod error;
+mod json;
+mod notify;
+mod protocol;
+mod row;
+mod sqlstate;
+mod statement;
+mod text;
+mod transaction;
+mod transport;
+mod types;
+
+pub use crate::client::Client;
+pub use crate::config::StartupConfig;
+pub use crate::error::{DbError, Error, ErrorKind, ErrorPosition};
+pub use crate::notify::Notification;
+pub use crate::protocol::TransactionStatus;
+pub use crate::row::{Row, RowIndex, SimpleColumn, SimpleResult};
+pub use crate::sqlstate::SqlState;
+pub use crate::statement::{Column, Statement, StatementSource, ToStatement};
+pub use crate::transaction::Transaction;
+#[cfg(unix)]
+pub use crate::transport::UnixTransport;
+pub use crate::transport::{TcpTransport, Transport};
+pub use crate::types::Interval;
+
+pub use postgres_types::{FromSql, IsNull, Json, Kind, Oid, ToSql, Type};
+
+/// Re-exported dependencies whose types appear in this crate's API.
+pub use {
+    bytes, chrono, fallible_iterator, postgres_protocol, postgres_types, rust_decimal, serde_json,
+    uuid,
+};

@@ -1,0 +1,218 @@
+//! Byte pipes to a PostgreSQL backend: the [`Transport`] trait and blocking socket
+//! implementations.
+
+use std::io::{self, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+
+use bytes::BytesMut;
+
+use crate::error::Error;
+
+/// A byte pipe to a PostgreSQL backend.
+///
+/// The client writes whole frontend messages with [`send`](Transport::send) and then
+/// calls [`receive`](Transport::receive) until it has the replies it needs. Both an
+/// in-process engine (which answers a whole batch at once) and a socket (which may
+/// deliver a message split over many reads) fit this shape.
+pub trait Transport {
+    /// Queue frontend bytes (may buffer).
+    fn send(&mut self, bytes: &[u8]) -> Result<(), Error>;
+
+    /// Flush queued bytes, then append at least one byte of backend output to `buf`
+    /// (blocking until some is available), or fail. An in-process engine returns its
+    /// whole reply at once; a socket returns whatever `read()` gave.
+    fn receive(&mut self, buf: &mut BytesMut) -> Result<(), Error>;
+
+    /// Push queued bytes towards the backend without waiting for a reply. Used after
+    /// the final `Terminate`. The default does nothing.
+    fn flush(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+impl<T: Transport + ?Sized> Transport for &mut T {
+    fn send(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        (**self).send(bytes)
+    }
+    fn receive(&mut self, buf: &mut BytesMut) -> Result<(), Error> {
+        (**self).receive(buf)
+    }
+    fn flush(&mut self) -> Result<(), Error> {
+        (**self).flush()
+    }
+}
+
+impl<T: Transport + ?Sized> Transport for Box<T> {
+    fn send(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        (**self).send(bytes)
+    }
+    fn receive(&mut self, buf: &mut BytesMut) -> Result<(), Error> {
+        (**self).receive(buf)
+    }
+    fn flush(&mut self) -> Result<(), Error> {
+        (**self).flush()
+    }
+}
+
+/// Size of the write buffer and of each read of the socket transports.
+const IO_CHUNK: usize = 64 * 1024;
+
+/// A blocking stream with a write buffer, shared by the TCP and Unix transports.
+#[derive(Debug)]
+struct Buffered<S> {
+    stream: S,
+    out: Vec<u8>,
+}
+
+impl<S: Read + Write> Buffered<S> {
+    fn new(stream: S) -> Self {
+        Buffered {
+            stream,
+            out: Vec::with_capacity(IO_CHUNK),
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        if self.out.len() + bytes.len() > IO_CHUNK {
+            self.flush()?;
+        }
+        if bytes.len() >= IO_CHUNK {
+            self.stream.write_all(bytes)?;
+        } else {
+            self.out.extend_from_slice(bytes);
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), Error> {
+        if !self.out.is_empty() {
+            self.stream.write_all(&self.out)?;
+            self.out.clear();
+        }
+        self.stream.flush()?;
+        Ok(())
+    }
+
+    fn receive(&mut self, buf: &mut BytesMut) -> Result<(), Error> {
+        self.flush()?;
+        let start = buf.len();
+        buf.resize(start + IO_CHUNK, 0);
+        loop {
+            match self.stream.read(&mut buf[start..]) {
+                Ok(0) => {
+                    buf.truncate(start);
+                    return Err(Error::from(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the server closed the connection",
+                    )));
+                }
+                Ok(n) => {
+                    buf.truncate(start + n);
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    buf.truncate(start);
+                    return Err(e.into());
+                }
+            }
+        }
+    }
+}
+
+/// A blocking TCP connection to a PostgreSQL server (no TLS).
+#[derive(Debug)]
+pub struct TcpTransport {
+    inner: Buffered<TcpStream>,
+}
+
+impl TcpTransport {
+    /// Connects to `addr` (e.g. `"127.0.0.1:5432"`), with `TCP_NODELAY` set.
+    pub fn connect(addr: impl ToSocketAddrs) -> Result<TcpTransport, Error> {
+        let stream = TcpStream::connect(addr)?;
+        TcpTransport::from_stream(stream)
+    }
+
+    /// Wraps an already connected stream.
+    pub fn from_stream(stream: TcpStream) -> Result<TcpTransport, Error> {
+        stream.set_nodelay(true)?;
+        Ok(TcpTransport {
+            inner: Buffered::new(stream),
+        })
+    }
+
+    /// The underlying socket (e.g. to set read timeouts).
+    pub fn stream(&self) -> &TcpStream {
+        &self.inner.stream
+    }
+}
+
+impl Transport for TcpTransport {
+    fn send(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        self.inner.send(bytes)
+    }
+    fn receive(&mut self, buf: &mut BytesMut) -> Result<(), Error> {
+        self.inner.receive(buf)
+    }
+    fn flush(&mut self) -> Result<(), Error> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(unix)]
+pub use unix::UnixTransport;
+
+#[cfg(unix)]
+mod unix {
+    use std::os::unix::net::UnixStream;
+    use std::path::Path;
+
+    use bytes::BytesMut;
+
+    use super::{Buffered, Transport};
+    use crate::error::Error;
+
+    /// A blocking Unix-domain-socket connection to a PostgreSQL server.
+    #[derive(Debug)]
+    pub struct UnixTransport {
+        inner: Buffered<UnixStream>,
+    }
+
+    impl UnixTransport {
+        /// Connects to the socket file at `path`, e.g.
+        /// `/var/run/postgresql/.s.PGSQL.5432`.
+        pub fn connect(path: impl AsRef<Path>) -> Result<UnixTransport, Error> {
+            Ok(UnixTransport::from_stream(UnixStream::connect(path)?))
+        }
+
+        /// Connects to the server listening in `dir` on `port`, the way libpq's
+        /// `host=/dir port=N` does (socket file `dir/.s.PGSQL.N`).
+        pub fn connect_dir(dir: impl AsRef<Path>, port: u16) -> Result<UnixTransport, Error> {
+            UnixTransport::connect(dir.as_ref().join(format!(".s.PGSQL.{port}")))
+        }
+
+        /// Wraps an already connected stream.
+        pub fn from_stream(stream: UnixStream) -> UnixTransport {
+            UnixTransport {
+                inner: Buffered::new(stream),
+            }
+        }
+
+        /// The underlying socket.
+        pub fn stream(&self) -> &UnixStream {
+            &self.inner.stream
+        }
+    }
+
+    impl Transport for UnixTransport {
+        fn send(&mut self, bytes: &[u8]) -> Result<(), Error> {
+            self.inner.send(bytes)
+        }
+        fn receive(&mut self, buf: &mut BytesMut) -> Result<(), Error> {
+            self.inner.receive(buf)
+        }
+        fn flush(&mut self) -> Result<(), Error> {
+            self.inner.flush()
+        }
+    }
+}
