@@ -1,0 +1,79 @@
+use pglite_client::{Client, TcpTransport};
+
+use crate::support;
+
+/// Names of the statements prepared in this session (via the simple protocol, which
+/// does not touch the statement cache).
+fn prepared(client: &mut Client<TcpTransport>) -> Vec<String> {
+    let results = client
+        .simple_query("SELECT name FROM pg_prepared_statements ORDER BY name")
+        .unwrap();
+    results[0]
+        .rows
+        .iter()
+        .map(|r| r[0].clone().unwrap())
+        .collect()
+}
+
+#[test]
+fn reuse_and_eviction() {
+    let mut client = support::connect();
+    assert_eq!(client.statement_cache_capacity(), 256);
+    assert!(prepared(&mut client).is_empty());
+    for i in 0..5i32 {
+        let row = client.query_one("SELECT $1::int4 + 1", &[&i]).unwrap();
+        assert_eq!(row.get::<_, i32>(0), i + 1);
+    }
+    assert_eq!(prepared(&mut client).len(), 1, "one statement, reused");
+
+    client.set_statement_cache_capacity(2);
+    client.query("SELECT 2", &[]).unwrap();
+    client.query("SELECT 3", &[]).unwrap(); // evicts "SELECT $1::int4 + 1"
+    let names = prepared(&mut client);
+    assert_eq!(names.len(), 2, "{names:?}");
+    client.query("SELECT 3", &[]).unwrap(); // hit: "SELECT 3" is now the most recent
+    client.query("SELECT 4", &[]).unwrap(); // evicts "SELECT 2"
+    let after = prepared(&mut client);
+    assert_eq!(after.len(), 2);
+    assert!(after.contains(&names[1]) || after.contains(&names[0]));
+
+    // A statement the caller holds stays prepared until it is dropped.
+    let held = client.prepare("SELECT 'held'").unwrap();
+    assert_eq!(prepared(&mut client).len(), 3);
+    client.set_statement_cache_capacity(0);
+    assert_eq!(prepared(&mut client), vec![held.name().to_owned()]);
+    assert_eq!(
+        client.query_one(&held, &[]).unwrap().get::<_, &str>(0),
+        "held"
+    );
+    drop(held);
+    assert!(prepared(&mut client).is_empty());
+
+    // Without a cache, SQL text still works and leaves nothing prepared.
+    assert_eq!(
+        client
+            .query_one("SELECT $1::text", &[&"x"])
+            .unwrap()
+            .get::<_, String>(0),
+        "x"
+    );
+    assert!(prepared(&mut client).is_empty());
+}
+
+#[test]
+fn stale_cached_statement_is_replaced() {
+    let mut client = support::connect();
+    client
+        .batch_execute("CREATE TEMP TABLE stale (a int); INSERT INTO stale VALUES (1)")
+        .unwrap();
+    assert_eq!(
+        client.query_one("SELECT * FROM stale", &[]).unwrap().len(),
+        1
+    );
+    client
+        .batch_execute("ALTER TABLE stale ADD COLUMN b text DEFAULT 'b'")
+        .unwrap();
+    let row = client.query_one("SELECT * FROM stale", &[]).unwrap();
+    assert_eq!(row.len(), 2);
+    assert_eq!(row.get::<_, &str>("b"), "b");
+}

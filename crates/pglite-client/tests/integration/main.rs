@@ -1,0 +1,15 @@
+//! Integration tests against a real PostgreSQL server (see `tests/support`).
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod auth;
+mod cache;
+mod copy;
+mod errors;
+mod json;
+mod notify;
+mod query;
+mod split;
+mod transactions;
+mod types;

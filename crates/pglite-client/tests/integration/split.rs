@@ -1,0 +1,127 @@
+//! Messages split at arbitrary byte boundaries (and many messages per receive).
+
+use bytes::BytesMut;
+use pglite_client::{Client, Error, TcpTransport, Transport};
+
+use crate::support::{self, server};
+
+/// Wraps a transport and hands its output back at most `step` bytes per `receive`.
+struct Trickle {
+    inner: TcpTransport,
+    pending: BytesMut,
+    step: usize,
+    receives: usize,
+}
+
+impl Transport for Trickle {
+    fn send(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        self.inner.send(bytes)
+    }
+
+    fn receive(&mut self, buf: &mut BytesMut) -> Result<(), Error> {
+        if self.pending.is_empty() {
+            self.inner.receive(&mut self.pending)?;
+        }
+        let n = self.step.min(self.pending.len());
+        buf.extend_from_slice(&self.pending.split_to(n));
+        self.receives += 1;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), Error> {
+        self.inner.flush()
+    }
+}
+
+/// Collects the whole reply before handing it over, like an in-process engine.
+struct Whole {
+    inner: TcpTransport,
+}
+
+impl Transport for Whole {
+    fn send(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        self.inner.send(bytes)
+    }
+
+    fn receive(&mut self, buf: &mut BytesMut) -> Result<(), Error> {
+        self.inner.receive(buf)?;
+        // Give the server a moment to produce the rest, then take all there is.
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        self.inner.stream().set_nonblocking(true).unwrap();
+        let mut more = BytesMut::new();
+        while self.inner.receive(&mut more).is_ok() {}
+        self.inner.stream().set_nonblocking(false).unwrap();
+        buf.extend_from_slice(&more);
+        Ok(())
+    }
+}
+
+fn exercise<T: Transport>(client: &mut Client<T>) {
+    let results = client
+        .simple_query("SELECT 'x' AS a, 2 AS b; SELECT generate_series(1, 3)")
+        .unwrap();
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[1].rows.len(), 3);
+    let rows = client
+        .query(
+            "SELECT g, repeat('y', g) FROM generate_series(1, 50) g WHERE g > $1",
+            &[&10i32],
+        )
+        .unwrap();
+    assert_eq!(rows.len(), 40);
+    assert_eq!(rows[39].get::<_, String>(1).len(), 50);
+    let err = client.query("SELEC 1", &[]).unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "42601");
+    let mut tx = client.transaction().unwrap();
+    tx.batch_execute("CREATE TEMP TABLE split_t (v text)")
+        .unwrap();
+    let data: String = (0..300).map(|i| format!("row {i}\n")).collect();
+    assert_eq!(
+        tx.copy_in("COPY split_t FROM STDIN", data.as_bytes())
+            .unwrap(),
+        300
+    );
+    let mut out = Vec::new();
+    tx.copy_out("COPY split_t TO STDOUT", &mut out).unwrap();
+    assert_eq!(out, data.as_bytes());
+    tx.rollback().unwrap();
+}
+
+#[test]
+fn one_byte_per_receive() {
+    let config = server().config("postgres");
+    for step in [1, 2, 3, 7, 1000] {
+        let transport = Trickle {
+            inner: TcpTransport::connect(server().addr()).unwrap(),
+            pending: BytesMut::new(),
+            step,
+            receives: 0,
+        };
+        let mut client = Client::connect(transport, &config).unwrap();
+        exercise(&mut client);
+        if step == 1 {
+            assert!(client.transport_mut().receives > 1000);
+        }
+    }
+    // SCRAM authentication one byte at a time, too.
+    let transport = Trickle {
+        inner: TcpTransport::connect(server().addr()).unwrap(),
+        pending: BytesMut::new(),
+        step: 1,
+        receives: 0,
+    };
+    let config = server()
+        .config(support::SCRAM_USER)
+        .password(support::SCRAM_PASSWORD);
+    let mut client = Client::connect(transport, &config).unwrap();
+    exercise(&mut client);
+}
+
+#[test]
+fn whole_replies_at_once() {
+    let transport = Whole {
+        inner: TcpTransport::connect(server().addr()).unwrap(),
+    };
+    let mut client = Client::connect(transport, &server().config("postgres")).unwrap();
+    exercise(&mut client);
+}
