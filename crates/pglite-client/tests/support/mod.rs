@@ -92,6 +92,8 @@ fn free_port() -> u16 {
 }
 
 impl PgServer {
+    // The server and the watchdog are meant to outlive this process's handles.
+    #[allow(clippy::zombie_processes)]
     fn start() -> PgServer {
         let bin = find_bin_dir();
         let dir = tempfile::Builder::new()
