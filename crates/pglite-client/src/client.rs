@@ -1,6 +1,7 @@
 //! The blocking client: turns calls into frontend messages, hands them to a
 //! [`Transport`], and consumes the backend's replies up to `ReadyForQuery`.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
@@ -24,7 +25,6 @@ use crate::row::{Row, SimpleColumn, SimpleResult, rows_affected};
 use crate::sqlstate::SqlState;
 use crate::statement::{CloseQueue, Column, Statement, StatementSource, ToStatement};
 use crate::transport::Transport;
-use crate::types::type_for_oid;
 
 /// Receives each `DataRow` with the statement's columns.
 type RowSink<'a> = dyn FnMut(&Arc<[Column]>, DataRowBody) -> Result<(), Error> + 'a;
@@ -54,6 +54,8 @@ pub struct Client<T: Transport> {
     close_queue: CloseQueue,
     next_statement: u64,
     broken: bool,
+    /// Types looked up in the catalog, by OID.
+    pub(crate) types: HashMap<u32, Type>,
 }
 
 impl<T: Transport> fmt::Debug for Client<T> {
@@ -83,6 +85,7 @@ impl<T: Transport> Client<T> {
             close_queue: Arc::new(Mutex::new(Vec::new())),
             next_statement: 0,
             broken: false,
+            types: HashMap::new(),
         };
         client.startup(config)?;
         Ok(client)
@@ -357,7 +360,8 @@ impl<T: Transport> Client<T> {
         self.start_simple(sql)?;
         let mut results = Vec::new();
         let mut current: Option<SimpleResult> = None;
-        self.finish(Drain::Simple, |message| {
+        let mut discarded = false;
+        let result = self.finish(Drain::Simple, |message| {
             match message {
                 Message::RowDescription(body) => {
                     let columns = body
@@ -387,6 +391,7 @@ impl<T: Transport> Client<T> {
                     let tag = body.tag().map_err(|e| {
                         Error::with_source(ErrorKind::Protocol, "invalid CommandComplete", e)
                     })?;
+                    discarded |= discards_statements(tag);
                     let mut result = current.take().unwrap_or_default();
                     result.rows_affected = rows_affected(tag);
                     result.command_tag = tag.to_owned();
@@ -403,28 +408,40 @@ impl<T: Transport> Client<T> {
                 other => return Err(unexpected(&other)),
             }
             Ok(())
-        })?;
+        });
+        if discarded {
+            self.cache.clear();
+        }
+        result?;
         Ok(results)
     }
 
     /// Runs one or more `;`-separated statements, discarding any rows.
     pub fn batch_execute(&mut self, sql: &str) -> Result<(), Error> {
         self.start_simple(sql)?;
-        self.finish(Drain::Simple, |message| match message {
+        let mut discarded = false;
+        let result = self.finish(Drain::Simple, |message| match message {
             Message::CopyOutResponse(_) => Err(Error::new(
                 ErrorKind::Usage,
                 "COPY ... TO STDOUT must be run with Client::copy_out",
             )),
             Message::ErrorResponse(_) | Message::ReadyForQuery(_) => Ok(()),
+            Message::CommandComplete(body) => {
+                discarded |= body.tag().is_ok_and(discards_statements);
+                Ok(())
+            }
             Message::RowDescription(_)
             | Message::DataRow(_)
-            | Message::CommandComplete(_)
             | Message::EmptyQueryResponse
             | Message::CloseComplete
             | Message::CopyData(_)
             | Message::CopyDone => Ok(()),
             other => Err(unexpected(&other)),
-        })
+        });
+        if discarded {
+            self.cache.clear();
+        }
+        result
     }
 
     /// Runs a single statement with the simple protocol and returns its command tag.
@@ -457,23 +474,15 @@ impl<T: Transport> Client<T> {
         })?;
         self.send_out()?;
 
-        let mut params: Option<Vec<Type>> = None;
-        let mut columns: Option<Vec<Column>> = None;
+        let mut params: Option<Vec<u32>> = None;
+        let mut columns: Option<Vec<RawColumn>> = None;
         self.finish(Drain::Extended, |message| {
             match message {
                 Message::ParseComplete | Message::CloseComplete => {}
                 Message::ParameterDescription(body) => {
-                    let types = body
-                        .parameters()
-                        .map(|oid| Ok(type_for_oid(oid)))
-                        .collect()
-                        .map_err(|e| {
-                            Error::with_source(
-                                ErrorKind::Protocol,
-                                "invalid ParameterDescription",
-                                e,
-                            )
-                        })?;
+                    let types = body.parameters().collect().map_err(|e| {
+                        Error::with_source(ErrorKind::Protocol, "invalid ParameterDescription", e)
+                    })?;
                     params = Some(types);
                 }
                 Message::RowDescription(body) => columns = Some(parse_columns(&body)?),
@@ -482,13 +491,43 @@ impl<T: Transport> Client<T> {
             }
             Ok(())
         })?;
-        let (Some(params), Some(columns)) = (params, columns) else {
+        let (Some(param_oids), Some(raw_columns)) = (params, columns) else {
             return Err(self.fail(Error::protocol(
                 "the server did not describe the prepared statement",
             )));
         };
+        let resolved = self.resolve_statement_types(&param_oids, raw_columns);
+        let (params, columns) = match resolved {
+            Ok(v) => v,
+            Err(e) => {
+                if !name.is_empty() {
+                    self.close_queue
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(name);
+                }
+                return Err(e);
+            }
+        };
         let queue = (!name.is_empty()).then_some(&self.close_queue);
         Ok(Statement::new(name, sql.to_owned(), params, columns, queue))
+    }
+
+    fn resolve_statement_types(
+        &mut self,
+        param_oids: &[u32],
+        raw_columns: Vec<RawColumn>,
+    ) -> Result<(Vec<Type>, Vec<Column>), Error> {
+        let mut params = Vec::with_capacity(param_oids.len());
+        for &oid in param_oids {
+            params.push(self.resolve_type(oid)?);
+        }
+        let mut columns = Vec::with_capacity(raw_columns.len());
+        for raw in raw_columns {
+            let ty = self.resolve_type(raw.type_oid)?;
+            columns.push(Column::new(raw.name, ty, raw.table_oid, raw.column_id));
+        }
+        Ok((params, columns))
     }
 
     fn next_statement_name(&mut self) -> String {
@@ -664,6 +703,9 @@ impl<T: Transport> Client<T> {
             }
             Ok(())
         })?;
+        if discards_statements(&tag) {
+            self.cache.clear();
+        }
         Ok(tag)
     }
 
@@ -906,24 +948,39 @@ impl<T: Transport> Client<T> {
     }
 }
 
+/// True for command tags after which the server has no prepared statements left.
+fn discards_statements(tag: &str) -> bool {
+    tag == "DISCARD ALL" || tag == "DEALLOCATE ALL"
+}
+
 fn is_stale_plan(e: &Error) -> bool {
     e.as_db_error().is_some_and(|db| {
-        *db.code() == SqlState::FEATURE_NOT_SUPPORTED
+        (*db.code() == SqlState::FEATURE_NOT_SUPPORTED
             && db
                 .message()
-                .contains("cached plan must not change result type")
+                .contains("cached plan must not change result type"))
+            // DEALLOCATE/DISCARD run behind the cache's back.
+            || *db.code() == SqlState::INVALID_SQL_STATEMENT_NAME
     })
 }
 
-fn parse_columns(body: &RowDescriptionBody) -> Result<Vec<Column>, Error> {
+/// A result column as described, before its type is resolved.
+struct RawColumn {
+    name: String,
+    type_oid: u32,
+    table_oid: u32,
+    column_id: i16,
+}
+
+fn parse_columns(body: &RowDescriptionBody) -> Result<Vec<RawColumn>, Error> {
     body.fields()
         .map(|f| {
-            Ok(Column::new(
-                f.name().to_owned(),
-                type_for_oid(f.type_oid()),
-                f.table_oid(),
-                f.column_id(),
-            ))
+            Ok(RawColumn {
+                name: f.name().to_owned(),
+                type_oid: f.type_oid(),
+                table_oid: f.table_oid(),
+                column_id: f.column_id(),
+            })
         })
         .collect()
         .map_err(|e| Error::with_source(ErrorKind::Protocol, "invalid RowDescription", e))

@@ -44,6 +44,7 @@ mod statement;
 mod text;
 mod transaction;
 mod transport;
+mod typeinfo;
 mod types;
 
 pub use crate::client::Client;

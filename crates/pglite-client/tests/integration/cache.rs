@@ -77,3 +77,32 @@ fn stale_cached_statement_is_replaced() {
     assert_eq!(row.len(), 2);
     assert_eq!(row.get::<_, &str>("b"), "b");
 }
+
+#[test]
+fn deallocate_and_discard_behind_the_cache() {
+    let mut client = support::connect();
+    assert_eq!(
+        client.query_one("SELECT 1", &[]).unwrap().get::<_, i32>(0),
+        1
+    );
+    assert_eq!(prepared(&mut client).len(), 1);
+    client.batch_execute("DEALLOCATE ALL").unwrap();
+    assert!(prepared(&mut client).is_empty());
+    assert_eq!(
+        client.query_one("SELECT 1", &[]).unwrap().get::<_, i32>(0),
+        1
+    );
+    client.query("SELECT 2", &[]).unwrap();
+    client.simple_query("DISCARD ALL").unwrap();
+    assert_eq!(
+        client.query_one("SELECT 1", &[]).unwrap().get::<_, i32>(0),
+        1
+    );
+    // A single statement deallocated by name: the cache notices and re-prepares.
+    let name = prepared(&mut client).into_iter().next().unwrap();
+    client.batch_execute(&format!("DEALLOCATE {name}")).unwrap();
+    assert_eq!(
+        client.query_one("SELECT 1", &[]).unwrap().get::<_, i32>(0),
+        1
+    );
+}

@@ -125,3 +125,88 @@ fn whole_replies_at_once() {
     let mut client = Client::connect(transport, &server().config("postgres")).unwrap();
     exercise(&mut client);
 }
+
+/// Checks that a COPY FROM STDIN stream is written completely (through CopyDone or
+/// CopyFail) before the client asks for any reply, as the in-process engine needs.
+struct StrictCopy {
+    inner: TcpTransport,
+    sent: Vec<u8>,
+    connected: bool,
+}
+
+impl StrictCopy {
+    /// Walks the frontend messages sent so far: panics if a COPY FROM STDIN query is
+    /// not followed by CopyDone/CopyFail.
+    fn check(&self) {
+        let mut i = 0;
+        let mut in_copy = false;
+        while i + 5 <= self.sent.len() {
+            let tag = self.sent[i];
+            let len = u32::from_be_bytes(self.sent[i + 1..i + 5].try_into().unwrap()) as usize;
+            let body = &self.sent[i + 5..i + 1 + len];
+            match tag {
+                b'Q' => {
+                    let text = String::from_utf8_lossy(body).to_uppercase();
+                    in_copy = text.contains("FROM STDIN");
+                }
+                b'c' | b'f' => in_copy = false,
+                _ => {}
+            }
+            i += 1 + len;
+        }
+        assert_eq!(
+            i,
+            self.sent.len(),
+            "receive() called with a partial message sent"
+        );
+        assert!(
+            !in_copy,
+            "receive() called before the COPY data was complete"
+        );
+    }
+}
+
+impl Transport for StrictCopy {
+    fn send(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        if self.connected {
+            self.sent.extend_from_slice(bytes);
+        }
+        self.inner.send(bytes)
+    }
+
+    fn receive(&mut self, buf: &mut BytesMut) -> Result<(), Error> {
+        self.check();
+        self.inner.receive(buf)
+    }
+}
+
+#[test]
+fn copy_in_writes_everything_before_reading() {
+    let transport = StrictCopy {
+        inner: TcpTransport::connect(server().addr()).unwrap(),
+        sent: Vec::new(),
+        connected: false,
+    };
+    let mut client = Client::connect(transport, &server().config("postgres")).unwrap();
+    client.transport_mut().connected = true;
+    client
+        .batch_execute("CREATE TEMP TABLE strict_t (v int)")
+        .unwrap();
+    let data: String = (0..50_000).map(|i| format!("{i}\n")).collect();
+    assert_eq!(
+        client
+            .copy_in("COPY strict_t FROM STDIN", data.as_bytes())
+            .unwrap(),
+        50_000
+    );
+    assert!(
+        client
+            .copy_in("COPY strict_t FROM STDIN", &b"x\n"[..])
+            .is_err()
+    );
+    assert_eq!(
+        client.execute("SELECT * FROM strict_t", &[]).unwrap(),
+        50_000
+    );
+    assert!(client.transport_mut().sent.len() > 250_000);
+}

@@ -218,6 +218,15 @@ fn text_format_columns() {
         )
         .unwrap();
     assert!(!row.columns()[0].is_binary());
+    // Types created in the database are looked up by OID.
+    let mood = row.columns()[1].type_();
+    assert_eq!(mood.name(), "mood");
+    assert_eq!(mood.schema(), "public");
+    assert_eq!(
+        mood.kind(),
+        &pglite_client::Kind::Enum(vec!["sad".to_owned(), "happy".to_owned()])
+    );
+    assert_eq!(row.columns()[3].type_(), &pglite_client::Type::INT4_RANGE);
     assert_eq!(row.get::<_, String>("net"), "10.1.2.3/8");
     assert_eq!(row.get::<_, &str>("m"), "happy");
     assert_eq!(row.get::<_, String>("p"), "(1,2)");
@@ -251,4 +260,50 @@ fn get_panics_clearly_on_null() {
     let mut c = support::connect();
     let row = c.query_one("SELECT NULL::int4", &[]).unwrap();
     let _: i32 = row.get(0);
+}
+
+#[test]
+fn user_defined_types_are_described() {
+    let mut c = support::connect();
+    c.batch_execute(
+        "CREATE DOMAIN posint AS int4 CHECK (VALUE > 0);
+         CREATE TYPE pair AS (a int4, b text);
+         CREATE TYPE color AS ENUM ('red', 'green');",
+    )
+    .unwrap();
+    let stmt = c
+        .prepare("SELECT $1::posint AS p, ROW(1, 'x')::pair AS pr, ARRAY['red'::color] AS colors")
+        .unwrap();
+    let posint = &stmt.params()[0];
+    assert_eq!(posint.name(), "posint");
+    assert_eq!(
+        posint.kind(),
+        &pglite_client::Kind::Domain(pglite_client::Type::INT4)
+    );
+    // Domain columns are described with their base type.
+    assert_eq!(stmt.columns()[0].type_(), &pglite_client::Type::INT4);
+    let pair = stmt.columns()[1].type_();
+    assert_eq!(pair.name(), "pair");
+    match pair.kind() {
+        pglite_client::Kind::Composite(fields) => {
+            assert_eq!(fields.len(), 2);
+            assert_eq!(fields[1].name(), "b");
+            assert_eq!(fields[1].type_(), &pglite_client::Type::TEXT);
+        }
+        other => panic!("{other:?}"),
+    }
+    let colors = stmt.columns()[2].type_();
+    assert_eq!(colors.name(), "_color");
+    match colors.kind() {
+        pglite_client::Kind::Array(elem) => assert_eq!(elem.name(), "color"),
+        other => panic!("{other:?}"),
+    }
+    // A text value for the domain parameter; its CHECK runs on the server.
+    let row = c.query_one(&stmt, &[&"5"]).unwrap();
+    assert_eq!(row.get::<_, i32>("p"), 5);
+    assert_eq!(row.get::<_, String>("pr"), "(1,x)");
+    assert_eq!(row.get::<_, String>("colors"), "{red}");
+    assert_eq!(row.to_json()["colors"], "{red}");
+    let err = c.query_one(&stmt, &[&"-5"]).unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "23514");
 }
