@@ -68,3 +68,21 @@ pub use {
     bytes, chrono, fallible_iterator, postgres_protocol, postgres_types, rust_decimal, serde_json,
     uuid,
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send<T: Send>() {}
+    fn send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn thread_safety() {
+        send::<Client<TcpTransport>>();
+        send_sync::<Row>();
+        send_sync::<Statement>();
+        send_sync::<Error>();
+        send_sync::<SimpleResult>();
+        send_sync::<Notification>();
+    }
+}
