@@ -17,7 +17,7 @@ use pglite_assets::Runtime;
 use wasmtime::{Config, Engine, Module, OptLevel};
 
 use crate::EngineError;
-use crate::module::{DEFAULT_STACK_PAGES, relocate_stack};
+use crate::module::{DEFAULT_STACK_PAGES, rewrite_module};
 
 /// Deepest native stack that guest code may use before Wasmtime traps. It must stay
 /// below the relocated guest stack (8 MiB) so that deep recursion traps cleanly rather
@@ -49,12 +49,18 @@ impl CompiledRuntime {
     /// The process-wide compiled runtime, installed and compiled (or loaded) on first use.
     pub fn shared() -> Result<Arc<CompiledRuntime>, EngineError> {
         static SHARED: OnceLock<Mutex<Option<Arc<CompiledRuntime>>>> = OnceLock::new();
-        let mut slot = SHARED.get_or_init(|| Mutex::new(None)).lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = SHARED
+            .get_or_init(|| Mutex::new(None))
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if let Some(shared) = slot.as_ref() {
             return Ok(shared.clone());
         }
         let runtime = pglite_assets::install()?;
-        let compiled = Arc::new(CompiledRuntime::load(runtime, &pglite_assets::cache_dir().join("modules"))?);
+        let compiled = Arc::new(CompiledRuntime::load(
+            runtime,
+            &pglite_assets::cache_dir().join("modules"),
+        )?);
         *slot = Some(compiled.clone());
         Ok(compiled)
     }
@@ -65,7 +71,11 @@ impl CompiledRuntime {
         let engine = Engine::new(&engine_config())?;
         let path = cache_path(&engine, &runtime, cache_dir);
         if let Some(module) = load_cached(&engine, &path) {
-            return Ok(CompiledRuntime { runtime, engine, module });
+            return Ok(CompiledRuntime {
+                runtime,
+                engine,
+                module,
+            });
         }
         let started = Instant::now();
         eprintln!(
@@ -74,17 +84,24 @@ impl CompiledRuntime {
         );
         let wasm = std::fs::read(runtime.module_path())
             .map_err(|e| EngineError::io(runtime.module_path(), e))?;
-        let patched = relocate_stack(&wasm, DEFAULT_STACK_PAGES)?;
+        let patched = rewrite_module(&wasm, DEFAULT_STACK_PAGES)?;
         let module = Module::new(&engine, &patched)?;
         if let Err(e) = store_cached(&module, &path) {
-            eprintln!("pglite: could not cache the compiled module at {}: {e}", path.display());
+            eprintln!(
+                "pglite: could not cache the compiled module at {}: {e}",
+                path.display()
+            );
         }
         eprintln!(
             "pglite: compiled in {:.1} s, cached at {}",
             started.elapsed().as_secs_f64(),
             path.display()
         );
-        Ok(CompiledRuntime { runtime, engine, module })
+        Ok(CompiledRuntime {
+            runtime,
+            engine,
+            module,
+        })
     }
 }
 
@@ -101,6 +118,7 @@ fn cache_path(engine: &Engine, runtime: &Runtime, dir: &Path) -> PathBuf {
     let mut hasher = DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut hasher);
     DEFAULT_STACK_PAGES.hash(&mut hasher);
+    crate::module::REWRITE_VERSION.hash(&mut hasher);
     MAX_WASM_STACK.hash(&mut hasher);
     let module = runtime.module_sha256();
     dir.join(format!(
@@ -120,7 +138,10 @@ fn load_cached(engine: &Engine, path: &Path) -> Option<Module> {
     match unsafe { Module::deserialize_file(engine, path) } {
         Ok(module) => Some(module),
         Err(e) => {
-            eprintln!("pglite: ignoring unusable module cache {}: {e}", path.display());
+            eprintln!(
+                "pglite: ignoring unusable module cache {}: {e}",
+                path.display()
+            );
             let _ = std::fs::remove_file(path);
             None
         }
@@ -139,7 +160,11 @@ fn store_cached(module: &Module, path: &Path) -> Result<(), Box<dyn std::error::
 }
 
 fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
-    let name = format!(".tmp-{}-{:?}", std::process::id(), std::thread::current().id());
+    let name = format!(
+        ".tmp-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    );
     let path = dir.join(name.replace(['(', ')'], ""));
     let file = std::fs::File::create(&path)?;
     Ok((path, file))

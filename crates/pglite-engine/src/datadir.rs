@@ -1,16 +1,16 @@
 //! Exclusive ownership of a data directory.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use fs2::FileExt;
 
 use crate::EngineError;
 
-/// Name of the lock file kept inside a data directory.
-pub const LOCK_FILE: &str = ".pglite.lock";
-
 /// An exclusive advisory lock (`flock`) on a data directory, held while an engine runs.
+///
+/// The lock is taken on the directory itself, so nothing is added to it (initdb refuses
+/// a non-empty directory).
 ///
 /// The operating system releases it when the process dies, so a lock left by a killed
 /// process never blocks the next opener. A second opener, in this process or another,
@@ -24,14 +24,8 @@ pub struct DataDirLock {
 impl DataDirLock {
     /// Lock `dir` (which must exist) or fail with [`EngineError::InUse`].
     pub fn acquire(dir: &Path) -> Result<DataDirLock, EngineError> {
-        let path = dir.join(LOCK_FILE);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| EngineError::io(&path, e))?;
+        let path = dir.to_path_buf();
+        let file = File::open(&path).map_err(|e| EngineError::io(&path, e))?;
         match file.try_lock_exclusive() {
             Ok(()) => Ok(DataDirLock { file, path }),
             Err(e) if e.kind() == fs2::lock_contended_error().kind() => {
@@ -41,7 +35,7 @@ impl DataDirLock {
         }
     }
 
-    /// The lock file's path.
+    /// The locked directory.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -9,13 +9,18 @@
 mod compile;
 mod datadir;
 mod error;
+mod guest;
 pub mod module;
+mod template;
 mod wasm;
+pub mod wire;
 
 pub use compile::{CompiledRuntime, MAX_WASM_STACK};
-pub use datadir::{DataDirLock, LOCK_FILE};
+pub use datadir::DataDirLock;
 pub use error::EngineError;
-pub use wasm::{WasmEngine, WasmEngineOptions};
+pub use guest::GUEST_PGDATA;
+pub use template::Template;
+pub use wasm::{SESSION_DEFAULTS_SQL, SUPERUSER, WasmEngine, WasmEngineOptions};
 
 /// A PostgreSQL backend reached by exchanging protocol bytes.
 ///

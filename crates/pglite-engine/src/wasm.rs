@@ -3,60 +3,83 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use wasmtime::{Instance, Linker, Memory, Store, TypedFunc};
-use wasmtime_wasi::p1::WasiP1Ctx;
-use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
-
 use crate::compile::CompiledRuntime;
 use crate::datadir::DataDirLock;
-use crate::{Engine, EngineError};
+use crate::guest::{Guest, GuestLayout, is_clean_exit};
+use crate::{Engine, EngineError, wire};
 
-/// Data directory as the guest sees it.
-const GUEST_PGDATA: &str = "/tmp/pglite/base";
 /// Input file the guest reads when a message is too large for the shared buffer.
 const INPUT_FILE: &str = ".s.PGSQL.5432.in";
 /// Name the input file is written under before being renamed into place.
 const INPUT_LOCK_FILE: &str = ".s.PGSQL.5432.lock.in";
 /// Output file the guest writes when a reply is too large for the shared buffer.
 const OUTPUT_FILE: &str = ".s.PGSQL.5432.out";
-/// Size of the random file served as `/dev/urandom`.
-const URANDOM_BYTES: usize = 64 * 1024;
+/// The only role the runtime's cluster has.
+pub const SUPERUSER: &str = "postgres";
 
-struct Host {
-    wasi: WasiP1Ctx,
-}
-
-struct Exports {
-    memory: Memory,
-    interactive_write: TypedFunc<i32, ()>,
-    interactive_one: TypedFunc<(), ()>,
-    interactive_read: TypedFunc<(), i32>,
-    get_channel: TypedFunc<(), i32>,
-    get_buffer_addr: TypedFunc<i32, i32>,
-    get_buffer_size: TypedFunc<i32, i32>,
-    shutdown: TypedFunc<(), ()>,
-}
+/// Session settings that restore PostgreSQL's normal behaviour.
+///
+/// The runtime starts its backend with initdb's single-user command line, which
+/// leaves `search_path = pg_catalog`, `enable_seqscan = off`,
+/// `allow_system_table_mods = on`, `exit_on_error = on` and `log_min_messages = debug1`
+/// as the *reset* values; the runtime also ignores StartupMessage options and role or
+/// database settings (`ALTER ROLE ... SET`). So every session is given the normal
+/// values with `SET` right after the handshake. `RESET ALL` or `DISCARD ALL` bring the
+/// runtime's values back; run [`SESSION_DEFAULTS_SQL`] again after them.
+pub const SESSION_DEFAULTS_SQL: &str = "SET search_path TO \"$user\", public; \
+     SET enable_seqscan TO on; SET allow_system_table_mods TO off; \
+     SET exit_on_error TO off; SET log_min_messages TO warning; \
+     SET client_min_messages TO notice";
 
 /// Options for starting a [`WasmEngine`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct WasmEngineOptions {
+    /// Database the backend session attaches to (default `postgres`).
+    pub database: String,
     /// Print the guest's stderr (PostgreSQL's log) to this process's stderr.
     pub guest_stderr: bool,
 }
 
-/// PostgreSQL running inside Wasmtime on one data directory.
+impl Default for WasmEngineOptions {
+    fn default() -> Self {
+        WasmEngineOptions {
+            database: "postgres".into(),
+            guest_stderr: std::env::var_os("PGLITE_GUEST_STDERR").is_some(),
+        }
+    }
+}
+
+impl WasmEngineOptions {
+    /// Attach the session to `database`.
+    pub fn database(mut self, database: impl Into<String>) -> Self {
+        self.database = database.into();
+        self
+    }
+}
+
+/// PostgreSQL running inside Wasmtime on one data directory, with one session open.
 ///
-/// It holds an exclusive lock on the data directory for its whole life. After a trap
-/// it refuses further use (PostgreSQL's WAL makes every committed row survive; reopen
-/// the directory to continue).
+/// Opening creates the cluster when the directory has none, starts the backend and
+/// completes the startup handshake; [`WasmEngine::startup_reply`] holds what the backend
+/// answered (AuthenticationOk, ParameterStatus, BackendKeyData, ReadyForQuery). After
+/// that, [`Engine::exchange`] carries ordinary protocol messages.
+///
+/// The engine holds an exclusive lock on the data directory for its whole life. After
+/// a trap it refuses further use: PostgreSQL's WAL keeps every committed row, and
+/// reopening the directory continues from there.
 pub struct WasmEngine {
-    store: Store<Host>,
-    exports: Exports,
+    guest: Guest,
+    layout: GuestLayout,
     data_dir: PathBuf,
-    init_status: i32,
+    database: String,
+    password: String,
+    created: bool,
+    startup_reply: Vec<u8>,
+    buffer_addr: usize,
+    buffer_size: usize,
     broken: Option<String>,
     closed: bool,
-    _scratch: tempfile::TempDir,
     _lock: DataDirLock,
 }
 
@@ -64,6 +87,7 @@ impl std::fmt::Debug for WasmEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WasmEngine")
             .field("data_dir", &self.data_dir)
+            .field("database", &self.database)
             .field("broken", &self.broken)
             .finish_non_exhaustive()
     }
@@ -88,89 +112,134 @@ impl WasmEngine {
             .canonicalize()
             .map_err(|e| EngineError::io(data_dir, e))?;
         let lock = DataDirLock::acquire(&data_dir)?;
+        let created = !data_dir.join("PG_VERSION").exists();
+        if created {
+            let mut entries =
+                std::fs::read_dir(&data_dir).map_err(|e| EngineError::io(&data_dir, e))?;
+            if entries.next().is_some() {
+                return Err(EngineError::Cluster {
+                    path: data_dir,
+                    message: "the directory is not empty and holds no PostgreSQL cluster \
+                              (PG_VERSION is missing); use an empty or new directory"
+                        .into(),
+                });
+            }
+        }
         // Leftovers of an engine that was killed mid-exchange would be read as input.
         for stale in [INPUT_FILE, INPUT_LOCK_FILE, OUTPUT_FILE] {
             let _ = std::fs::remove_file(data_dir.join(stale));
         }
-        let scratch = tempfile::Builder::new()
-            .prefix("pglite-guest-")
-            .tempdir()
-            .map_err(|e| EngineError::io(std::env::temp_dir(), e))?;
-        let dev = scratch.path().join("dev");
-        let home = scratch.path().join("home");
-        for dir in [&dev, &home] {
-            std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
-        }
-        std::fs::write(dev.join("urandom"), random_bytes(URANDOM_BYTES))
-            .map_err(|e| EngineError::io(dev.join("urandom"), e))?;
-
-        let root = compiled.runtime.root();
-        let mut wasi = WasiCtxBuilder::new();
-        wasi.allow_blocking_current_thread(true)
-            .args(&["/tmp/pglite/bin/postgres"])
-            .envs(&[
-                ("PREFIX", "/tmp/pglite"),
-                ("PGDATA", GUEST_PGDATA),
-                ("PGUSER", "postgres"),
-                ("PGDATABASE", "template1"),
-                ("MODE", "REACT"),
-                ("REPL", "N"),
-                ("PGSYSCONFDIR", "/tmp/pglite"),
-                ("PGCLIENTENCODING", "UTF8"),
-                ("LC_CTYPE", "C.UTF-8"),
-                ("TZ", "UTC"),
-                ("PGTZ", "UTC"),
-                ("HOME", "/home"),
-            ]);
-        if options.guest_stderr {
-            wasi.inherit_stderr();
-        }
-        wasi.preopened_dir(root, "/tmp", FsPerms::ReadOnly)?
-            .preopened_dir(&data_dir, GUEST_PGDATA, FsPerms::ReadWrite)?
-            .preopened_dir(&home, "/home", FsPerms::ReadWrite)?
-            .preopened_dir(&dev, "/dev", FsPerms::ReadOnly)?;
-        let host = Host {
-            wasi: wasi.build_p1(),
+        let layout = GuestLayout::new(compiled, &data_dir)?;
+        let database = if created {
+            "postgres"
+        } else {
+            options.database.as_str()
         };
-
-        let mut store = Store::new(&compiled.engine, host);
-        let mut linker: Linker<Host> = Linker::new(&compiled.engine);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |h: &mut Host| &mut h.wasi)?;
-        let instance = linker.instantiate(&mut store, &compiled.module)?;
-        let exports = Exports::find(&instance, &mut store)?;
-
-        let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-        if let Err(e) = start.call(&mut store, ()) {
-            if !matches!(e.downcast_ref::<I32Exit>(), Some(I32Exit(0))) {
-                return Err(EngineError::Cluster {
-                    path: data_dir,
-                    message: format!("runtime start failed: {e:#}"),
-                });
-            }
+        let guest = Guest::start(compiled, &layout, database, options.guest_stderr)?;
+        let mut engine = WasmEngine::attach(compiled, guest, layout, data_dir, database, lock)?;
+        if created {
+            // The session that ran initdb keeps initdb's state (search_path =
+            // information_schema, client_min_messages = debug3, ...): start over.
+            engine.restart(compiled, &options.database, options.guest_stderr)?;
+            engine.created = true;
         }
-        let initdb = instance.get_typed_func::<(), i32>(&mut store, "pgl_initdb")?;
-        let init_status = initdb.call(&mut store, ()).map_err(|e| EngineError::Cluster {
-            path: data_dir.clone(),
-            message: format!("initdb failed: {e:#}"),
-        })?;
-        let use_wire = instance.get_typed_func::<i32, ()>(&mut store, "use_wire")?;
-        use_wire.call(&mut store, 1)?;
-        let backend = instance.get_typed_func::<(), ()>(&mut store, "pgl_backend")?;
-        backend.call(&mut store, ()).map_err(|e| EngineError::Cluster {
-            path: data_dir.clone(),
-            message: format!("backend start failed: {e:#}"),
-        })?;
+        Ok(engine)
+    }
 
-        Ok(WasmEngine {
-            store,
-            exports,
+    fn attach(
+        compiled: &CompiledRuntime,
+        mut guest: Guest,
+        layout: GuestLayout,
+        data_dir: PathBuf,
+        database: &str,
+        lock: DataDirLock,
+    ) -> Result<WasmEngine, EngineError> {
+        let buffer_addr = guest.exports.get_buffer_addr.call(&mut guest.store, 0)? as usize;
+        let buffer_size = guest.exports.get_buffer_size.call(&mut guest.store, 0)? as usize;
+        let mut engine = WasmEngine {
+            guest,
+            layout,
             data_dir,
-            init_status,
+            database: database.to_string(),
+            password: compiled.runtime.password().to_string(),
+            created: false,
+            startup_reply: Vec::new(),
+            buffer_addr,
+            buffer_size,
             broken: None,
             closed: false,
-            _scratch: scratch,
             _lock: lock,
-        })
+        };
+        engine.handshake()?;
+        Ok(engine)
+    }
+
+    /// Shut this instance down and start a fresh one on the same directory and lock.
+    fn restart(
+        &mut self,
+        compiled: &Arc<CompiledRuntime>,
+        database: &str,
+        guest_stderr: bool,
+    ) -> Result<(), EngineError> {
+        self.shutdown_in_place()?;
+        self.guest = Guest::start(compiled, &self.layout, database, guest_stderr)?;
+        self.database = database.to_string();
+        self.closed = false;
+        self.handshake()
+    }
+
+    /// Run the startup handshake the runtime requires (MD5 as `postgres`).
+    fn handshake(&mut self) -> Result<(), EngineError> {
+        let mut reply = Vec::new();
+        self.exchange(
+            &wire::startup_message(SUPERUSER, &self.database),
+            &mut reply,
+        )?;
+        let salt = wire::messages(&reply).find_map(|(tag, body)| {
+            (tag == b'R' && body.len() == 8 && body[..4] == [0, 0, 0, 5])
+                .then(|| body[4..].to_vec())
+        });
+        if let Some(salt) = salt {
+            let password = self.password.clone();
+            reply.clear();
+            self.exchange(
+                &wire::md5_password_message(SUPERUSER, &password, &salt),
+                &mut reply,
+            )?;
+        }
+        if let Some(error) = wire::first_error(&reply) {
+            return Err(EngineError::Cluster {
+                path: self.data_dir.clone(),
+                message: format!("session start failed: {error}"),
+            });
+        }
+        if !wire::messages(&reply).any(|(tag, _)| tag == b'Z') {
+            return Err(EngineError::Cluster {
+                path: self.data_dir.clone(),
+                message: "session start did not complete (no ReadyForQuery)".into(),
+            });
+        }
+        self.startup_reply = reply;
+        self.housekeeping(SESSION_DEFAULTS_SQL)
+    }
+
+    /// Run SQL the engine needs for itself; any ErrorResponse fails.
+    pub fn housekeeping(&mut self, sql: &str) -> Result<(), EngineError> {
+        let mut reply = Vec::new();
+        self.exchange(&wire::query_message(sql), &mut reply)?;
+        match wire::first_error(&reply) {
+            None => Ok(()),
+            Some(error) => Err(EngineError::Cluster {
+                path: self.data_dir.clone(),
+                message: format!("setup query failed: {error}"),
+            }),
+        }
+    }
+
+    /// The backend's answer to the startup handshake: AuthenticationOk, ParameterStatus
+    /// messages, BackendKeyData and ReadyForQuery.
+    pub fn startup_reply(&self) -> &[u8] {
+        &self.startup_reply
     }
 
     /// The data directory this engine runs on (canonical path).
@@ -178,10 +247,14 @@ impl WasmEngine {
         &self.data_dir
     }
 
-    /// The status `pgl_initdb` returned (the runtime reports success with non-zero codes:
-    /// observed 2 for a fresh cluster and 14 for an existing one).
-    pub fn init_status(&self) -> i32 {
-        self.init_status
+    /// The database the session is attached to.
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    /// True when this open created the cluster (ran initdb).
+    pub fn created(&self) -> bool {
+        self.created
     }
 
     /// Shut PostgreSQL down cleanly (checkpoint) and release the data directory.
@@ -194,10 +267,10 @@ impl WasmEngine {
             return Ok(());
         }
         self.closed = true;
-        let shutdown = self.exports.shutdown;
-        match shutdown.call(&mut self.store, ()) {
+        let shutdown = self.guest.exports.shutdown.clone();
+        match shutdown.call(&mut self.guest.store, ()) {
             Ok(()) => Ok(()),
-            Err(e) if matches!(e.downcast_ref::<I32Exit>(), Some(I32Exit(0))) => Ok(()),
+            Err(e) if is_clean_exit(&e) => Ok(()),
             Err(e) => Err(EngineError::Trapped(format!("during shutdown: {e:#}"))),
         }
     }
@@ -212,46 +285,38 @@ impl WasmEngine {
         Ok(())
     }
 
-    fn trapped(&mut self, e: wasmtime::Error) -> EngineError {
-        let reason = format!("{e:#}");
-        self.broken = Some(format!("it crashed earlier ({reason})"));
-        EngineError::Trapped(reason)
-    }
-
     fn exchange_inner(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), EngineError> {
-        let store = &mut self.store;
-        let ex = &self.exports;
-        let channel = ex.get_channel.call(&mut *store, ())?;
-        let addr = ex.get_buffer_addr.call(&mut *store, channel.max(0))? as usize;
-        let size = ex.get_buffer_size.call(&mut *store, channel.max(0))? as usize;
-        // The reply starts after the input and one separator byte; leave room for it.
-        let in_memory = input.len() < size / 2;
-        let sent = if in_memory {
+        let store = &mut self.guest.store;
+        let ex = &self.guest.exports;
+        // Small inputs go into the shared buffer at its start and the reply follows them;
+        // inputs that would not leave room for the reply go through a file.
+        if input.len() < self.buffer_size / 2 {
             ex.interactive_write.call(&mut *store, input.len() as i32)?;
-            ex.memory.data_mut(&mut *store)[addr..addr + input.len()].copy_from_slice(input);
-            input.len()
+            let start = self.buffer_addr;
+            ex.memory.data_mut(&mut *store)[start..start + input.len()].copy_from_slice(input);
         } else {
             let lock = self.data_dir.join(INPUT_LOCK_FILE);
             std::fs::write(&lock, input).map_err(|e| EngineError::io(&lock, e))?;
             let target = self.data_dir.join(INPUT_FILE);
             std::fs::rename(&lock, &target).map_err(|e| EngineError::io(&target, e))?;
             ex.interactive_write.call(&mut *store, 0)?;
-            0
-        };
+        }
         ex.interactive_one.call(&mut *store, ())?;
+        // After a call the channel is the address of the reply in memory, or negative
+        // when the reply went to the output file.
         let channel = ex.get_channel.call(&mut *store, ())?;
         if channel >= 0 {
             let n = ex.interactive_read.call(&mut *store, ())?;
             if n > 0 {
-                let start = addr + sent + 1;
-                let data = ex.memory.data(&*store);
+                let start = channel as usize;
                 let end = start + n as usize;
-                if end > data.len() {
-                    return Err(EngineError::Unusable(format!(
+                let data = ex.memory.data(&*store);
+                let reply = data.get(start..end).ok_or_else(|| {
+                    EngineError::Unusable(format!(
                         "reply of {n} bytes at {start} lies outside guest memory"
-                    )));
-                }
-                out.extend_from_slice(&data[start..end]);
+                    ))
+                })?;
+                out.extend_from_slice(reply);
             }
         } else {
             let path = self.data_dir.join(OUTPUT_FILE);
@@ -274,7 +339,11 @@ impl Engine for WasmEngine {
         self.check_usable()?;
         match self.exchange_inner(input, out) {
             Ok(()) => Ok(()),
-            Err(EngineError::Wasmtime(e)) => Err(self.trapped(e)),
+            Err(EngineError::Wasmtime(e)) => {
+                let reason = format!("{e:#}");
+                self.broken = Some(format!("it crashed earlier ({reason})"));
+                Err(EngineError::Trapped(reason))
+            }
             Err(other) => Err(other),
         }
     }
@@ -283,31 +352,10 @@ impl Engine for WasmEngine {
 impl Drop for WasmEngine {
     fn drop(&mut self) {
         if let Err(e) = self.shutdown_in_place() {
-            eprintln!("pglite: shutdown of {} failed: {e}", self.data_dir.display());
+            eprintln!(
+                "pglite: shutdown of {} failed: {e}",
+                self.data_dir.display()
+            );
         }
     }
-}
-
-impl Exports {
-    fn find(instance: &Instance, store: &mut Store<Host>) -> Result<Exports, EngineError> {
-        let memory = instance
-            .get_memory(&mut *store, "memory")
-            .ok_or_else(|| EngineError::Module("no exported memory".into()))?;
-        Ok(Exports {
-            memory,
-            interactive_write: instance.get_typed_func(&mut *store, "interactive_write")?,
-            interactive_one: instance.get_typed_func(&mut *store, "interactive_one")?,
-            interactive_read: instance.get_typed_func(&mut *store, "interactive_read")?,
-            get_channel: instance.get_typed_func(&mut *store, "get_channel")?,
-            get_buffer_addr: instance.get_typed_func(&mut *store, "get_buffer_addr")?,
-            get_buffer_size: instance.get_typed_func(&mut *store, "get_buffer_size")?,
-            shutdown: instance.get_typed_func(&mut *store, "pgl_shutdown")?,
-        })
-    }
-}
-
-fn random_bytes(n: usize) -> Vec<u8> {
-    let mut out = vec![0u8; n];
-    getrandom::fill(&mut out).expect("the operating system's random source failed");
-    out
 }

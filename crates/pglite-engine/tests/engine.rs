@@ -2,20 +2,102 @@
 
 mod common;
 
-use pglite_engine::{WasmEngine, WasmEngineOptions};
+use pglite_engine::{Engine, WasmEngine, WasmEngineOptions};
+
+fn show(engine: &mut WasmEngine, sql: &str) -> Vec<Vec<Option<String>>> {
+    let (rows, err) = common::simple(engine, sql);
+    assert_eq!(err, None, "{sql}");
+    rows
+}
 
 #[test]
-fn initdb_startup_and_select() {
+fn fresh_and_reopened_clusters_have_normal_session_defaults() {
     let dir = tempfile::tempdir().unwrap();
-    let options = WasmEngineOptions { guest_stderr: std::env::var_os("PGLITE_GUEST_STDERR").is_some() };
-    let t = std::time::Instant::now();
+    let options = WasmEngineOptions::default();
     let mut engine = WasmEngine::open(dir.path(), &options).unwrap();
-    eprintln!("open (initdb) took {:?}, status {}", t.elapsed(), engine.init_status());
-    let password = pglite_engine::CompiledRuntime::shared().unwrap().runtime().password().to_string();
-    let tags = common::startup(&mut engine, "template1", &password);
-    eprintln!("startup tags: {}", String::from_utf8_lossy(&tags));
-    for sql in ["select 1", "show search_path", "show client_min_messages", "show fsync", "select datname from pg_database", "select gen_random_uuid(), gen_random_uuid()", "select nspname from pg_namespace", "show log_min_messages"] {
-        let (rows, err) = common::simple(&mut engine, sql);
-        eprintln!("{sql}: {rows:?} {err:?}");
+    assert!(engine.created());
+    assert!(common::tags_of(engine.startup_reply()).ends_with(b"KZ"));
+    for _ in 0..2 {
+        assert_eq!(show(&mut engine, "select 1"), [[Some("1".into())]]);
+        assert_eq!(
+            show(&mut engine, "show search_path"),
+            [[Some("\"$user\", public".into())]]
+        );
+        assert_eq!(
+            show(&mut engine, "show client_min_messages"),
+            [[Some("notice".into())]]
+        );
+        assert_eq!(
+            show(&mut engine, "show log_min_messages"),
+            [[Some("warning".into())]]
+        );
+        assert_eq!(show(&mut engine, "show fsync"), [[Some("on".into())]]);
+        assert_eq!(
+            show(&mut engine, "select current_database()"),
+            [[Some("postgres".into())]]
+        );
+        assert_eq!(
+            show(&mut engine, "show enable_seqscan"),
+            [[Some("on".into())]]
+        );
+        assert_eq!(
+            show(&mut engine, "show allow_system_table_mods"),
+            [[Some("off".into())]]
+        );
+        assert_eq!(
+            show(&mut engine, "show exit_on_error"),
+            [[Some("off".into())]]
+        );
+        show(&mut engine, "create table t (a int)");
+        assert_eq!(
+            show(
+                &mut engine,
+                "select table_schema from information_schema.tables where table_name = 't'"
+            ),
+            [[Some("public".into())]]
+        );
+        show(&mut engine, "drop table t");
+        drop(engine);
+        engine = WasmEngine::open(dir.path(), &options).unwrap();
+        assert!(!engine.created());
     }
+}
+
+#[test]
+fn random_values_differ() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = WasmEngine::open(dir.path(), &WasmEngineOptions::default()).unwrap();
+    let rows = show(
+        &mut engine,
+        "select gen_random_uuid()::text, gen_random_uuid()::text",
+    );
+    assert_ne!(rows[0][0], rows[0][1]);
+    let again = show(&mut engine, "select gen_random_uuid()::text");
+    assert_ne!(rows[0][0], again[0][0]);
+}
+
+#[test]
+fn second_opener_is_refused_while_the_first_holds_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = WasmEngine::open(dir.path(), &WasmEngineOptions::default()).unwrap();
+    let err = WasmEngine::open(dir.path(), &WasmEngineOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("in use"), "{err}");
+    drop(engine);
+    WasmEngine::open(dir.path(), &WasmEngineOptions::default()).unwrap();
+}
+
+#[test]
+fn sql_errors_leave_the_session_usable() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = WasmEngine::open(dir.path(), &WasmEngineOptions::default()).unwrap();
+    for _ in 0..50 {
+        let (_, err) = common::simple(&mut engine, "SELEC 1");
+        assert!(err.unwrap().contains("42601"));
+    }
+    assert_eq!(show(&mut engine, "select 2"), [[Some("2".into())]]);
+    let mut out = Vec::new();
+    engine
+        .exchange(&pglite_engine::wire::query_message("select 3"), &mut out)
+        .unwrap();
+    assert_eq!(common::parse_rows(&out).0, [[Some("3".into())]]);
 }

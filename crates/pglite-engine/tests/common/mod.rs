@@ -10,9 +10,12 @@ use postgres_protocol::message::{backend, frontend};
 /// messages that followed authentication, as tags.
 pub fn startup(engine: &mut impl Engine, database: &str, password: &str) -> Vec<u8> {
     let mut buf = BytesMut::new();
-    frontend::startup_message([("user", "postgres"), ("database", database)], &mut buf).unwrap();
+    frontend::startup_message([("user", "postgres"), ("database", database), ("options", "-c search_path=\"$user\",public -c log_min_messages=warning -c client_min_messages=notice"), ("application_name", "x")], &mut buf).unwrap();
     let mut out = Vec::new();
     engine.exchange(&buf, &mut out).unwrap();
+    if std::env::var_os("DUMP").is_some() {
+        eprintln!("startup {:?}", &out[..out.len().min(400)]);
+    }
     let mut reply = BytesMut::from(&out[..]);
     let mut tags = Vec::new();
     while let Some(msg) = backend::Message::parse(&mut reply).unwrap() {
@@ -42,6 +45,9 @@ pub fn simple(engine: &mut impl Engine, sql: &str) -> (Vec<Vec<Option<String>>>,
     frontend::query(sql, &mut buf).unwrap();
     let mut out = Vec::new();
     engine.exchange(&buf, &mut out).unwrap();
+    if std::env::var_os("DUMP").is_some() {
+        eprintln!("{:?}", String::from_utf8_lossy(&out));
+    }
     parse_rows(&out)
 }
 
@@ -80,6 +86,9 @@ pub fn parse_rows(out: &[u8]) -> (Vec<Vec<Option<String>>>, Option<String>) {
 }
 
 pub fn tags_of(out: &[u8]) -> Vec<u8> {
+    if std::env::var_os("DUMP").is_some() {
+        eprintln!("tags_of {:?}", &out[..out.len().min(400)]);
+    }
     let mut reply = BytesMut::from(out);
     let mut tags = Vec::new();
     while let Some(msg) = backend::Message::parse(&mut reply).unwrap() {

@@ -1,0 +1,95 @@
+//! Template clusters: initdb once per machine, copy for every temporary database.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::EngineError;
+use crate::compile::CompiledRuntime;
+use crate::wasm::{WasmEngine, WasmEngineOptions};
+
+/// Bump when what a fresh cluster contains changes (setup SQL, initdb options).
+const TEMPLATE_VERSION: u32 = 2;
+/// Marks a template directory as complete.
+const COMPLETE_MARKER: &str = ".pglite-template-complete";
+
+/// A cleanly shut down cluster, ready to be copied.
+#[derive(Debug, Clone)]
+pub struct Template {
+    dir: PathBuf,
+}
+
+impl Template {
+    /// The process-wide template in the user cache, created on first use.
+    pub fn shared() -> Result<Template, EngineError> {
+        static SHARED: OnceLock<Mutex<Option<Template>>> = OnceLock::new();
+        let mut slot = SHARED
+            .get_or_init(|| Mutex::new(None))
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(template) = slot.as_ref() {
+            return Ok(template.clone());
+        }
+        let compiled = CompiledRuntime::shared()?;
+        let template =
+            Template::prepare_in(&compiled, &pglite_assets::cache_dir().join("templates"))?;
+        *slot = Some(template.clone());
+        Ok(template)
+    }
+
+    /// Find or create the template for `compiled` under `base`.
+    pub fn prepare_in(
+        compiled: &Arc<CompiledRuntime>,
+        base: &Path,
+    ) -> Result<Template, EngineError> {
+        let sha = compiled.runtime().module_sha256();
+        let dir = base.join(format!("{}-v{TEMPLATE_VERSION}", &sha[..sha.len().min(16)]));
+        if dir.join(COMPLETE_MARKER).is_file() {
+            return Ok(Template { dir });
+        }
+        std::fs::create_dir_all(base).map_err(|e| EngineError::io(base, e))?;
+        let staging = tempfile::Builder::new()
+            .prefix(".staging-")
+            .tempdir_in(base)
+            .map_err(|e| EngineError::io(base, e))?;
+        let cluster = staging.path().join("cluster");
+        let engine = WasmEngine::open_with(compiled, &cluster, &WasmEngineOptions::default())?;
+        engine.shutdown()?;
+        std::fs::write(cluster.join(COMPLETE_MARKER), b"")
+            .map_err(|e| EngineError::io(&cluster, e))?;
+        match std::fs::rename(&cluster, &dir) {
+            Ok(()) => {}
+            // Another process finished first: use theirs.
+            Err(_) if dir.join(COMPLETE_MARKER).is_file() => {}
+            Err(e) => return Err(EngineError::io(&dir, e)),
+        }
+        Ok(Template { dir })
+    }
+
+    /// The template's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Copy the template into `dest` (created; must not exist or be empty).
+    pub fn clone_into(&self, dest: &Path) -> Result<(), EngineError> {
+        copy_tree(&self.dir, dest)?;
+        let marker = dest.join(COMPLETE_MARKER);
+        std::fs::remove_file(&marker).map_err(|e| EngineError::io(&marker, e))
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) -> Result<(), EngineError> {
+    std::fs::create_dir_all(to).map_err(|e| EngineError::io(to, e))?;
+    for entry in std::fs::read_dir(from).map_err(|e| EngineError::io(from, e))? {
+        let entry = entry.map_err(|e| EngineError::io(from, e))?;
+        let source = entry.path();
+        let target = to.join(entry.file_name());
+        let kind = entry.file_type().map_err(|e| EngineError::io(&source, e))?;
+        if kind.is_dir() {
+            copy_tree(&source, &target)?;
+        } else {
+            std::fs::copy(&source, &target).map_err(|e| EngineError::io(&source, e))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,185 @@
+//! [`PgliteBuilder`]: where the database lives and how its session starts.
+
+use std::path::PathBuf;
+
+use pglite_client::{Client, Error, ErrorKind, StartupConfig};
+use pglite_engine::{SUPERUSER, Template, WasmEngine, WasmEngineOptions};
+
+use crate::Pglite;
+use crate::database::quote_ident;
+use crate::transport::EngineTransport;
+
+/// Options for opening a [`Pglite`] database.
+///
+/// ```no_run
+/// # fn main() -> Result<(), pglite::Error> {
+/// let db = pglite::Pglite::builder()
+///     .temporary()
+///     .database("app")
+///     .setting("work_mem", "1MB")
+///     .open()?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct PgliteBuilder {
+    path: Option<PathBuf>,
+    temporary: bool,
+    database: Option<String>,
+    username: Option<String>,
+    settings: Vec<(String, String)>,
+}
+
+impl PgliteBuilder {
+    /// Keep the database in `dir` (created if missing).
+    pub fn path(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.path = Some(dir.into());
+        self.temporary = false;
+        self
+    }
+
+    /// Use a temporary copy of the template cluster, deleted on drop.
+    pub fn temporary(mut self) -> Self {
+        self.temporary = true;
+        self.path = None;
+        self
+    }
+
+    /// Attach to `database` (default `postgres`), creating it if it does not exist.
+    pub fn database(mut self, name: impl Into<String>) -> Self {
+        self.database = Some(name.into());
+        self
+    }
+
+    /// Run the session as `user` (created as a login role if missing) instead of the
+    /// superuser `postgres`, via `SET SESSION AUTHORIZATION`.
+    pub fn username(mut self, user: impl Into<String>) -> Self {
+        self.username = Some(user.into());
+        self
+    }
+
+    /// Set a configuration parameter for the session, e.g. `("work_mem", "1MB")`.
+    ///
+    /// Parameters that can only be set at server start (such as `shared_buffers`) are
+    /// written with `ALTER SYSTEM` and the engine is restarted, so they persist in the
+    /// data directory.
+    pub fn setting(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.settings.push((name.into(), value.into()));
+        self
+    }
+
+    /// Open the database.
+    pub fn open(self) -> Result<Pglite, Error> {
+        let (data_dir, temporary) = match (&self.path, self.temporary) {
+            (Some(path), false) => (path.clone(), None),
+            (None, true) => {
+                let template = Template::shared().map_err(crate::engine_error)?;
+                let dir = tempfile::Builder::new()
+                    .prefix("pglite-")
+                    .tempdir()
+                    .map_err(|e| {
+                        Error::with_source(ErrorKind::Io, "creating a temporary directory", e)
+                    })?;
+                template
+                    .clone_into(dir.path())
+                    .map_err(crate::engine_error)?;
+                (dir.path().to_path_buf(), Some(dir))
+            }
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    "choose a data directory with .path(dir) or a temporary database with .temporary()",
+                ));
+            }
+        };
+        let database = self.database.clone().unwrap_or_else(|| "postgres".into());
+        let mut client = connect(&data_dir, "postgres")?;
+        if database != "postgres" {
+            let exists = client
+                .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database])?
+                .is_some();
+            if !exists {
+                client.batch_execute(&format!("CREATE DATABASE {}", quote_ident(&database)))?;
+            }
+        }
+        let restart = apply_server_settings(&mut client, &self.settings)?;
+        if restart || database != "postgres" {
+            shutdown(client)?;
+            client = connect(&data_dir, &database)?;
+        }
+        for (name, value) in &self.settings {
+            if !needs_restart(&mut client, name)? {
+                client.execute("SELECT set_config($1, $2, false)", &[name, value])?;
+            }
+        }
+        if let Some(user) = &self.username {
+            if user != SUPERUSER {
+                let exists = client
+                    .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[user])?
+                    .is_some();
+                if !exists {
+                    client.batch_execute(&format!("CREATE ROLE {} LOGIN", quote_ident(user)))?;
+                }
+                client
+                    .batch_execute(&format!("SET SESSION AUTHORIZATION {}", quote_ident(user)))?;
+            }
+        }
+        let data_dir = client
+            .transport()
+            .engine()
+            .map(|e| e.data_dir().to_path_buf())
+            .unwrap_or(data_dir);
+        Ok(Pglite::from_parts(client, data_dir, temporary))
+    }
+}
+
+fn connect(data_dir: &std::path::Path, database: &str) -> Result<Client<EngineTransport>, Error> {
+    let options = WasmEngineOptions::default().database(database);
+    let engine = WasmEngine::open(data_dir, &options).map_err(crate::engine_error)?;
+    let config = StartupConfig::new(SUPERUSER, database);
+    Client::connect(EngineTransport::new(engine), &config)
+}
+
+fn shutdown(mut client: Client<EngineTransport>) -> Result<(), Error> {
+    match client.transport_mut().take_engine() {
+        Some(engine) => engine.shutdown().map_err(crate::engine_error),
+        None => Ok(()),
+    }
+}
+
+/// True when `name` can only change at server start.
+fn needs_restart(client: &mut Client<EngineTransport>, name: &str) -> Result<bool, Error> {
+    let row = client.query_opt("SELECT context FROM pg_settings WHERE name = $1", &[&name])?;
+    let Some(row) = row else {
+        return Err(Error::new(
+            ErrorKind::Config,
+            format!("unknown configuration parameter \"{name}\""),
+        ));
+    };
+    let context: &str = row.get(0);
+    Ok(matches!(context, "postmaster" | "sighup" | "internal"))
+}
+
+/// `ALTER SYSTEM SET` every server-level setting that differs; true if any changed.
+fn apply_server_settings(
+    client: &mut Client<EngineTransport>,
+    settings: &[(String, String)],
+) -> Result<bool, Error> {
+    let mut changed = false;
+    for (name, value) in settings {
+        if !needs_restart(client, name)? {
+            continue;
+        }
+        let current: String = client
+            .query_one("SELECT current_setting($1)", &[name])?
+            .get(0);
+        if current != *value {
+            client.batch_execute(&format!(
+                "ALTER SYSTEM SET {} = '{}'",
+                quote_ident(name),
+                value.replace('\'', "''")
+            ))?;
+            changed = true;
+        }
+    }
+    Ok(changed)
+}
