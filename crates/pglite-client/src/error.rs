@@ -31,6 +31,8 @@ pub enum ErrorKind {
     Config,
     /// Authentication could not be completed (unsupported method, SCRAM failure).
     Authentication,
+    /// The embedded engine failed (could not start, directory in use, crashed).
+    Engine,
     /// The statement was used in a way it does not support (e.g. `COPY` through `query`).
     Usage,
     /// `COMMIT` found the transaction failed and rolled it back instead.
@@ -175,6 +177,7 @@ impl fmt::Display for Error {
             ErrorKind::Config => "configuration error",
             ErrorKind::Authentication => "authentication error",
             ErrorKind::Usage => "usage error",
+            ErrorKind::Engine => "pglite engine",
             ErrorKind::RolledBack => "transaction rolled back",
         };
         write!(f, "{kind}: {}", self.message)?;

@@ -69,6 +69,8 @@ impl WasmEngineOptions {
 /// a trap it refuses further use: PostgreSQL's WAL keeps every committed row, and
 /// reopening the directory continues from there.
 pub struct WasmEngine {
+    compiled: Arc<CompiledRuntime>,
+    guest_stderr: bool,
     guest: Guest,
     layout: GuestLayout,
     data_dir: PathBuf,
@@ -136,18 +138,28 @@ impl WasmEngine {
             options.database.as_str()
         };
         let guest = Guest::start(compiled, &layout, database, options.guest_stderr)?;
-        let mut engine = WasmEngine::attach(compiled, guest, layout, data_dir, database, lock)?;
+        let mut engine = WasmEngine::attach(
+            compiled,
+            options.guest_stderr,
+            guest,
+            layout,
+            data_dir,
+            database,
+            lock,
+        )?;
         if created {
             // The session that ran initdb keeps initdb's state (search_path =
             // information_schema, client_min_messages = debug3, ...): start over.
-            engine.restart(compiled, &options.database, options.guest_stderr)?;
+            engine.shutdown_in_place()?;
+            engine.restart(&options.database)?;
             engine.created = true;
         }
         Ok(engine)
     }
 
     fn attach(
-        compiled: &CompiledRuntime,
+        compiled: &Arc<CompiledRuntime>,
+        guest_stderr: bool,
         mut guest: Guest,
         layout: GuestLayout,
         data_dir: PathBuf,
@@ -157,6 +169,8 @@ impl WasmEngine {
         let buffer_addr = guest.exports.get_buffer_addr.call(&mut guest.store, 0)? as usize;
         let buffer_size = guest.exports.get_buffer_size.call(&mut guest.store, 0)? as usize;
         let mut engine = WasmEngine {
+            compiled: compiled.clone(),
+            guest_stderr,
             guest,
             layout,
             data_dir,
@@ -174,24 +188,45 @@ impl WasmEngine {
         Ok(engine)
     }
 
-    /// Shut this instance down and start a fresh one on the same directory and lock.
-    fn restart(
-        &mut self,
-        compiled: &Arc<CompiledRuntime>,
-        database: &str,
-        guest_stderr: bool,
-    ) -> Result<(), EngineError> {
-        self.shutdown_in_place()?;
-        self.guest = Guest::start(compiled, &self.layout, database, guest_stderr)?;
+    /// Start a fresh instance on the same directory and lock (the old one must be shut
+    /// down or dead) and open its session.
+    fn restart(&mut self, database: &str) -> Result<(), EngineError> {
+        for stale in [INPUT_FILE, INPUT_LOCK_FILE, OUTPUT_FILE] {
+            let _ = std::fs::remove_file(self.data_dir.join(stale));
+        }
+        self.guest = Guest::start(&self.compiled, &self.layout, database, self.guest_stderr)?;
         self.database = database.to_string();
         self.closed = false;
+        self.broken = None;
         self.handshake()
+    }
+
+    /// After a trap: start a new instance (PostgreSQL recovers from its WAL, as after a
+    /// crash) and answer the failed request with an ErrorResponse and ReadyForQuery, so
+    /// the client sees an ordinary error. If the restart fails, the engine is unusable.
+    fn recover(&mut self, trap: &wasmtime::Error, out: &mut Vec<u8>) -> Result<(), EngineError> {
+        let reason = describe_trap(trap);
+        let database = self.database.clone();
+        if let Err(e) = self.restart(&database) {
+            let message = format!("{reason}; restarting it failed: {e}");
+            self.broken = Some(message.clone());
+            return Err(EngineError::Trapped(message));
+        }
+        out.extend_from_slice(&wire::error_response(
+            "XX000",
+            &format!(
+                "the PostgreSQL engine crashed ({reason}) and was restarted; \
+                 the session was reset and uncommitted work is lost"
+            ),
+        ));
+        out.extend_from_slice(&wire::ready_for_query(b'I'));
+        Ok(())
     }
 
     /// Run the startup handshake the runtime requires (MD5 as `postgres`).
     fn handshake(&mut self) -> Result<(), EngineError> {
         let mut reply = Vec::new();
-        self.exchange(
+        self.exchange_no_recovery(
             &wire::startup_message(SUPERUSER, &self.database),
             &mut reply,
         )?;
@@ -202,7 +237,7 @@ impl WasmEngine {
         if let Some(salt) = salt {
             let password = self.password.clone();
             reply.clear();
-            self.exchange(
+            self.exchange_no_recovery(
                 &wire::md5_password_message(SUPERUSER, &password, &salt),
                 &mut reply,
             )?;
@@ -226,7 +261,7 @@ impl WasmEngine {
     /// Run SQL the engine needs for itself; any ErrorResponse fails.
     pub fn housekeeping(&mut self, sql: &str) -> Result<(), EngineError> {
         let mut reply = Vec::new();
-        self.exchange(&wire::query_message(sql), &mut reply)?;
+        self.exchange_no_recovery(&wire::query_message(sql), &mut reply)?;
         match wire::first_error(&reply) {
             None => Ok(()),
             Some(error) => Err(EngineError::Cluster {
@@ -285,6 +320,19 @@ impl WasmEngine {
         Ok(())
     }
 
+    /// Exchange without trap recovery (used while starting a session).
+    fn exchange_no_recovery(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), EngineError> {
+        self.check_usable()?;
+        self.exchange_inner(input, out).map_err(|e| match e {
+            EngineError::Wasmtime(trap) => {
+                let reason = describe_trap(&trap);
+                self.broken = Some(reason.clone());
+                EngineError::Trapped(reason)
+            }
+            other => other,
+        })
+    }
+
     fn exchange_inner(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), EngineError> {
         let store = &mut self.guest.store;
         let ex = &self.guest.exports;
@@ -339,11 +387,7 @@ impl Engine for WasmEngine {
         self.check_usable()?;
         match self.exchange_inner(input, out) {
             Ok(()) => Ok(()),
-            Err(EngineError::Wasmtime(e)) => {
-                let reason = format!("{e:#}");
-                self.broken = Some(format!("it crashed earlier ({reason})"));
-                Err(EngineError::Trapped(reason))
-            }
+            Err(EngineError::Wasmtime(trap)) => self.recover(&trap, out),
             Err(other) => Err(other),
         }
     }
@@ -357,5 +401,16 @@ impl Drop for WasmEngine {
                 self.data_dir.display()
             );
         }
+    }
+}
+
+/// A short description of a trap, without Wasmtime's backtrace.
+fn describe_trap(e: &wasmtime::Error) -> String {
+    match e.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::StackOverflow) => {
+            "stack overflow: the statement recursed too deeply".to_string()
+        }
+        Some(trap) => format!("wasm trap: {trap}"),
+        None => e.root_cause().to_string(),
     }
 }

@@ -40,6 +40,27 @@ pub fn terminate_message() -> Vec<u8> {
     frame(b'X', &[])
 }
 
+/// Backend ErrorResponse with severity ERROR.
+pub fn error_response(sqlstate: &str, message: &str) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (kind, value) in [
+        (b'S', "ERROR"),
+        (b'V', "ERROR"),
+        (b'C', sqlstate),
+        (b'M', message),
+    ] {
+        body.push(kind);
+        push_cstr(&mut body, value);
+    }
+    body.push(0);
+    frame(b'E', &body)
+}
+
+/// Backend ReadyForQuery with transaction `status` (`I`, `T` or `E`).
+pub fn ready_for_query(status: u8) -> Vec<u8> {
+    frame(b'Z', &[status])
+}
+
 /// Iterate over the complete backend messages in `buf` as `(tag, body)`.
 pub fn messages(buf: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
     let mut rest = buf;

@@ -101,3 +101,37 @@ fn sql_errors_leave_the_session_usable() {
         .unwrap();
     assert_eq!(common::parse_rows(&out).0, [[Some("3".into())]]);
 }
+
+#[test]
+fn a_trap_is_reported_as_an_error_and_the_engine_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = WasmEngine::open(dir.path(), &WasmEngineOptions::default()).unwrap();
+    show(
+        &mut engine,
+        "create table kept (n int); insert into kept values (1)",
+    );
+    show(
+        &mut engine,
+        "create function f(int) returns int as 'select f($1 + 1)' language sql",
+    );
+    show(&mut engine, "begin");
+    show(&mut engine, "insert into kept values (2)");
+    let (_, err) = common::simple(&mut engine, "select f(1)");
+    let err = err.expect("deep recursion must fail");
+    assert!(
+        err.contains("XX000") && err.contains("stack overflow"),
+        "{err}"
+    );
+    // Committed rows survive; the open transaction is gone; the session works.
+    assert_eq!(
+        show(
+            &mut engine,
+            "select array_agg(n order by n)::text from kept"
+        ),
+        [[Some("{1}".into())]]
+    );
+    assert_eq!(
+        show(&mut engine, "show search_path"),
+        [[Some("\"$user\", public".into())]]
+    );
+}
