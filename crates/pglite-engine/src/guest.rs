@@ -151,10 +151,10 @@ impl Guest {
         };
 
         let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-        if let Err(e) = start.call(&mut store, ()) {
-            if !is_clean_exit(&e) {
-                return Err(failed("runtime start", e));
-            }
+        if let Err(e) = start.call(&mut store, ())
+            && !is_clean_exit(&e)
+        {
+            return Err(failed("runtime start", e));
         }
         let initdb = instance.get_typed_func::<(), i32>(&mut store, "pgl_initdb")?;
         // Success is reported with non-zero codes (2 after creating a cluster, 14 for an
