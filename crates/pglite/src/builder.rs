@@ -52,6 +52,11 @@ impl PgliteBuilder {
 
     /// Run the session as `user` (created as a login role if missing) instead of the
     /// superuser `postgres`, via `SET SESSION AUTHORIZATION`.
+    ///
+    /// The role gets PostgreSQL's defaults for a new role: in the `postgres` database it
+    /// may not create objects in the `public` schema. A database created by
+    /// [`PgliteBuilder::database`] for this user is owned by it (like `createdb -O`), so
+    /// there the user owns `public` too.
     pub fn username(mut self, user: impl Into<String>) -> Self {
         self.username = Some(user.into());
         self
@@ -59,9 +64,14 @@ impl PgliteBuilder {
 
     /// Set a configuration parameter for the session, e.g. `("work_mem", "1MB")`.
     ///
-    /// Parameters that can only be set at server start (such as `shared_buffers`) are
-    /// written with `ALTER SYSTEM` and the engine is restarted, so they persist in the
-    /// data directory.
+    /// Parameters that can only be set at server start are written with `ALTER SYSTEM`
+    /// and the engine is restarted, so they persist in the data directory. Opening fails
+    /// with [`ErrorKind::Config`] when PostgreSQL does not apply such a parameter: the
+    /// runtime fixes some (`shared_buffers`, `wal_buffers`, `temp_buffers`, ...) on the
+    /// backend's command line.
+    ///
+    /// Session parameters stay in force for the handle's life: after `RESET`,
+    /// `DISCARD ALL` or an engine restart they are set again.
     pub fn setting(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.settings.push((name.into(), value.into()));
         self
@@ -92,37 +102,57 @@ impl PgliteBuilder {
             }
         };
         let database = self.database.clone().unwrap_or_else(|| "postgres".into());
+        let user = self.username.as_deref().filter(|u| *u != SUPERUSER);
         let mut client = connect(&data_dir, "postgres")?;
+        if let Some(user) = user {
+            let exists = client
+                .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&user])?
+                .is_some();
+            if !exists {
+                client.batch_execute(&format!("CREATE ROLE {} LOGIN", quote_ident(user)))?;
+            }
+        }
         if database != "postgres" {
             let exists = client
                 .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database])?
                 .is_some();
             if !exists {
-                client.batch_execute(&format!("CREATE DATABASE {}", quote_ident(&database)))?;
+                // Created for a user, the database is theirs (and so is its `public`
+                // schema, owned by `pg_database_owner`), as with `createdb -O`.
+                let owner = user
+                    .map(|u| format!(" OWNER {}", quote_ident(u)))
+                    .unwrap_or_default();
+                client.batch_execute(&format!(
+                    "CREATE DATABASE {}{owner}",
+                    quote_ident(&database)
+                ))?;
             }
         }
-        let restart = apply_server_settings(&mut client, &self.settings)?;
-        if restart || database != "postgres" {
+        let server_settings = apply_server_settings(&mut client, &self.settings)?;
+        if !server_settings.is_empty() || database != "postgres" {
             shutdown(client)?;
             client = connect(&data_dir, &database)?;
+            check_server_settings(&mut client, &server_settings)?;
         }
         for (name, value) in &self.settings {
-            if !needs_restart(&mut client, name)? {
+            if !server_settings.contains(name) {
                 client.execute("SELECT set_config($1, $2, false)", &[name, value])?;
             }
         }
-        if let Some(user) = &self.username {
-            if user != SUPERUSER {
-                let exists = client
-                    .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[user])?
-                    .is_some();
-                if !exists {
-                    client.batch_execute(&format!("CREATE ROLE {} LOGIN", quote_ident(user)))?;
-                }
-                client
-                    .batch_execute(&format!("SET SESSION AUTHORIZATION {}", quote_ident(user)))?;
-            }
+        if let Some(user) = user {
+            client.batch_execute(&format!("SET SESSION AUTHORIZATION {}", quote_ident(user)))?;
         }
+        // What the session looks like now is what it keeps: see EngineTransport.
+        let kept: Vec<(String, String, String)> = client
+            .query(
+                "SELECT name, setting, current_setting(name) FROM pg_catalog.pg_settings \
+                 WHERE source = 'session' AND name <> 'session_authorization'",
+                &[],
+            )?
+            .iter()
+            .map(|row| (row.get(0), row.get(1), row.get(2)))
+            .collect();
+        client.transport_mut().keep_session(&kept, user);
         let data_dir = client
             .transport()
             .engine()
@@ -159,12 +189,12 @@ fn needs_restart(client: &mut Client<EngineTransport>, name: &str) -> Result<boo
     Ok(matches!(context, "postmaster" | "sighup" | "internal"))
 }
 
-/// `ALTER SYSTEM SET` every server-level setting that differs; true if any changed.
+/// `ALTER SYSTEM SET` every server-level setting; returns their names.
 fn apply_server_settings(
     client: &mut Client<EngineTransport>,
     settings: &[(String, String)],
-) -> Result<bool, Error> {
-    let mut changed = false;
+) -> Result<Vec<String>, Error> {
+    let mut server = Vec::new();
     for (name, value) in settings {
         if !needs_restart(client, name)? {
             continue;
@@ -172,14 +202,55 @@ fn apply_server_settings(
         let current: String = client
             .query_one("SELECT current_setting($1)", &[name])?
             .get(0);
-        if current != *value {
-            client.batch_execute(&format!(
-                "ALTER SYSTEM SET {} = '{}'",
-                quote_ident(name),
-                value.replace('\'', "''")
-            ))?;
-            changed = true;
+        if current == *value {
+            continue;
         }
+        client.batch_execute(&format!(
+            "ALTER SYSTEM SET {} = '{}'",
+            quote_ident(name),
+            value.replace('\'', "''")
+        ))?;
+        server.push(name.clone());
     }
-    Ok(changed)
+    Ok(server)
+}
+
+/// After the restart: fail for every server-level setting PostgreSQL did not apply
+/// (the runtime fixes some, such as `shared_buffers`, on the backend's command line,
+/// which overrides the configuration files), and take it out of
+/// `postgresql.auto.conf` again.
+fn check_server_settings(
+    client: &mut Client<EngineTransport>,
+    names: &[String],
+) -> Result<(), Error> {
+    for name in names {
+        let row = client.query_opt(
+            "SELECT f.applied, f.error, s.source, current_setting(f.name) \
+             FROM pg_file_settings f JOIN pg_settings s ON s.name = f.name \
+             WHERE f.name = $1 AND f.sourcefile LIKE '%postgresql.auto.conf' \
+             ORDER BY f.seqno DESC LIMIT 1",
+            &[name],
+        )?;
+        let Some(row) = row else { continue };
+        let applied: bool = row.get(0);
+        if applied {
+            continue;
+        }
+        let error: Option<String> = row.get(1);
+        let source: String = row.get(2);
+        let current: String = row.get(3);
+        client.batch_execute(&format!("ALTER SYSTEM RESET {}", quote_ident(name)))?;
+        let why = if source == "command line" {
+            "the PGlite runtime sets it on the backend's command line, which overrides \
+             the configuration files"
+                .to_string()
+        } else {
+            error.unwrap_or_else(|| format!("its value comes from {source}"))
+        };
+        return Err(Error::new(
+            ErrorKind::Config,
+            format!("setting {name} cannot be changed ({why}); it stays {current}"),
+        ));
+    }
+    Ok(())
 }

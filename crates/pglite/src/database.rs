@@ -21,10 +21,18 @@ type Listener = Box<dyn FnMut(&Notification) + Send>;
 /// [`Error`] carrying SQLSTATE, message, detail, hint and position, and the database
 /// stays usable. Dropping the handle shuts PostgreSQL down cleanly; [`Pglite::close`]
 /// does the same and reports failures.
+///
+/// If the engine crashes (a statement recursing too deeply, memory exhausted), that
+/// call fails with SQLSTATE `XX000`, the engine restarts from the committed state and
+/// the handle carries on: uncommitted work and temporary objects are gone, while the
+/// session's user and settings, prepared statements and [`Pglite::listen`]
+/// subscriptions are restored.
 pub struct Pglite {
     client: Client<EngineTransport>,
     data_dir: PathBuf,
     listeners: HashMap<String, Vec<Listener>>,
+    /// Engine restarts already answered by renewing the LISTEN registrations.
+    restarts_seen: u64,
     /// Declared last so the engine shuts down before a temporary directory is deleted.
     _temporary: Option<tempfile::TempDir>,
 }
@@ -69,6 +77,7 @@ impl Pglite {
             client,
             data_dir,
             listeners: HashMap::new(),
+            restarts_seen: 0,
             _temporary: temporary,
         }
     }
@@ -140,12 +149,16 @@ impl Pglite {
 
     /// Prepare a named statement for repeated use.
     pub fn prepare(&mut self, sql: &str) -> Result<Statement, Error> {
-        self.client.prepare(sql)
+        let result = self.client.prepare(sql);
+        self.dispatch_notifications();
+        result
     }
 
     /// Parameter and column types of `sql`, without running it.
     pub fn describe(&mut self, sql: &str) -> Result<Statement, Error> {
-        self.client.describe(sql)
+        let result = self.client.describe(sql);
+        self.dispatch_notifications();
+        result
     }
 
     /// Run `f` in a transaction: commit when it returns `Ok`, roll back on `Err` or panic.
@@ -216,6 +229,7 @@ impl Pglite {
     /// Fetch pending notifications, run the callbacks registered with
     /// [`Pglite::listen`], and return the notifications too.
     pub fn poll_notifications(&mut self) -> Result<Vec<Notification>, Error> {
+        self.renew_listens();
         let notes = self.client.poll_notifications()?;
         self.deliver(&notes);
         Ok(notes)
@@ -223,12 +237,16 @@ impl Pglite {
 
     /// Run `COPY ... FROM STDIN` with data from `reader`; returns the rows copied.
     pub fn copy_in<R: Read>(&mut self, sql: &str, reader: R) -> Result<u64, Error> {
-        self.client.copy_in(sql, reader)
+        let result = self.client.copy_in(sql, reader);
+        self.dispatch_notifications();
+        result
     }
 
     /// Run `COPY ... TO STDOUT` into `writer`; returns the rows copied.
     pub fn copy_out<W: Write>(&mut self, sql: &str, writer: W) -> Result<u64, Error> {
-        self.client.copy_out(sql, writer)
+        let result = self.client.copy_out(sql, writer);
+        self.dispatch_notifications();
+        result
     }
 
     /// Whether the session is idle, in a transaction or in a failed transaction.
@@ -257,8 +275,31 @@ impl Pglite {
         if self.listeners.is_empty() {
             return;
         }
+        self.renew_listens();
         let notes = self.client.notifications();
         self.deliver(&notes);
+    }
+
+    /// After the engine crashed and restarted, the new session listens to nothing:
+    /// subscribe the registered channels again (once the session is idle).
+    fn renew_listens(&mut self) {
+        let restarts = self.client.transport().restarts();
+        if restarts == self.restarts_seen
+            || self.client.transaction_status() != TransactionStatus::Idle
+        {
+            return;
+        }
+        self.restarts_seen = restarts;
+        if self.listeners.is_empty() {
+            return;
+        }
+        let sql: String = self
+            .listeners
+            .keys()
+            .map(|channel| format!("LISTEN {};", quote_ident(channel)))
+            .collect();
+        // A failure here surfaces with the next call; the callbacks stay registered.
+        let _ = self.client.batch_execute(&sql);
     }
 
     fn deliver(&mut self, notes: &[Notification]) {

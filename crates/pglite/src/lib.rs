@@ -40,10 +40,11 @@ pub use pglite_client as client;
 
 /// Wrap an engine failure into the client's error type.
 pub(crate) fn engine_error(e: EngineError) -> Error {
-    let kind = match e {
-        EngineError::Trapped(_) | EngineError::Unusable(_) => ErrorKind::Closed,
-        EngineError::InUse(_) => ErrorKind::Config,
-        _ => ErrorKind::Io,
+    let message = match e {
+        EngineError::InUse(_) | EngineError::Cluster { .. } | EngineError::Asset(_) => {
+            "cannot open the database"
+        }
+        _ => "the embedded engine failed",
     };
-    Error::with_source(kind, e.to_string(), e)
+    Error::with_source(ErrorKind::Engine, message, e)
 }
