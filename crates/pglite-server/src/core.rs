@@ -1,0 +1,466 @@
+//! The shared side of the server: the engine thread, the FIFO lock around the one
+//! backend session, and the bookkeeping every connection sees (clients, LISTEN
+//! channels, statements waiting to be closed, session settings).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use bytes::Bytes;
+use pglite_engine::{Engine, WasmEngine, WasmEngineOptions};
+use tokio::sync::{Notify, Semaphore, oneshot, watch};
+
+use crate::protocol;
+use crate::scram::Verifier;
+use crate::sql::{quote_ident, quote_literal};
+
+/// Session settings (lowercased name → value) that differ from their reset values.
+pub(crate) type Settings = BTreeMap<String, String>;
+
+/// The settings of the session that differ from the reset values, as the server tracks
+/// them per client. Transaction-scoped parameters are left out.
+const SNAPSHOT_SQL: &str = "SELECT lower(name), setting FROM pg_catalog.pg_settings \
+     WHERE context IN ('user', 'superuser') AND setting IS DISTINCT FROM reset_val \
+     AND name NOT LIKE 'transaction\\_%'";
+
+/// Work for the engine thread.
+pub(crate) enum Job {
+    Exchange(Vec<u8>, oneshot::Sender<Result<Vec<u8>, String>>),
+    Shutdown(oneshot::Sender<Result<(), String>>),
+}
+
+/// What the engine thread reports once the engine is open.
+pub(crate) struct Opened {
+    pub startup_reply: Vec<u8>,
+    pub data_dir: PathBuf,
+    pub baseline: Settings,
+}
+
+/// The thread that owns the (blocking, `!Sync`) engine.
+pub(crate) struct EngineThread {
+    pub tx: mpsc::Sender<Job>,
+    join: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EngineThread {
+    /// Open the engine on `dir` on a new thread.
+    pub fn start(dir: &Path, database: &str) -> Result<(EngineThread, Opened), String> {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<Opened, String>>(1);
+        let dir = dir.to_path_buf();
+        let options = WasmEngineOptions::default().database(database);
+        let join = std::thread::Builder::new()
+            .name("pglite-engine".into())
+            .stack_size(16 << 20)
+            .spawn(move || engine_thread(dir, options, rx, ready_tx))
+            .map_err(|e| format!("starting the engine thread: {e}"))?;
+        match ready_rx.recv() {
+            Ok(Ok(opened)) => Ok((
+                EngineThread {
+                    tx,
+                    join: Some(join),
+                },
+                opened,
+            )),
+            Ok(Err(e)) => {
+                let _ = join.join();
+                Err(e)
+            }
+            Err(_) => {
+                let _ = join.join();
+                Err("the engine thread stopped while opening the database".into())
+            }
+        }
+    }
+
+    /// Shut the engine down cleanly (checkpoint, lock released) and join the thread.
+    pub fn shutdown(mut self) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        let result = match self.tx.send(Job::Shutdown(tx)) {
+            Ok(()) => rx
+                .blocking_recv()
+                .unwrap_or_else(|_| Err("the engine thread stopped".into())),
+            Err(_) => Err("the engine thread stopped".into()),
+        };
+        if let Some(join) = self.join.take() {
+            let _ = join.join();
+        }
+        result
+    }
+}
+
+impl Drop for EngineThread {
+    fn drop(&mut self) {
+        if let Some(join) = self.join.take() {
+            let (tx, _rx) = oneshot::channel();
+            let _ = self.tx.send(Job::Shutdown(tx));
+            let _ = join.join();
+        }
+    }
+}
+
+fn engine_thread(
+    dir: PathBuf,
+    options: WasmEngineOptions,
+    rx: mpsc::Receiver<Job>,
+    ready: mpsc::SyncSender<Result<Opened, String>>,
+) {
+    let mut engine = match WasmEngine::open(&dir, &options) {
+        Ok(engine) => engine,
+        Err(e) => {
+            let _ = ready.send(Err(e.to_string()));
+            return;
+        }
+    };
+    let mut reply = Vec::new();
+    if let Err(e) = engine.exchange(&protocol::query(SNAPSHOT_SQL), &mut reply) {
+        let _ = ready.send(Err(e.to_string()));
+        return;
+    }
+    let opened = Opened {
+        startup_reply: engine.startup_reply().to_vec(),
+        data_dir: engine.data_dir().to_path_buf(),
+        baseline: parse_snapshot(&reply),
+    };
+    if ready.send(Ok(opened)).is_err() {
+        return;
+    }
+    let mut engine = Some(engine);
+    while let Ok(job) = rx.recv() {
+        match job {
+            Job::Exchange(input, reply) => {
+                let result = match engine.as_mut() {
+                    Some(e) => {
+                        let mut out = Vec::new();
+                        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            e.exchange(&input, &mut out)
+                        }));
+                        match run {
+                            Ok(Ok(())) => Ok(out),
+                            Ok(Err(err)) => Err(err.to_string()),
+                            Err(_) => {
+                                // The instance is in an unknown state: stop using it.
+                                engine = None;
+                                Err("the engine panicked".into())
+                            }
+                        }
+                    }
+                    None => Err("the engine is no longer available".into()),
+                };
+                let _ = reply.send(result);
+            }
+            Job::Shutdown(reply) => {
+                let result = match engine.take() {
+                    Some(e) => e.shutdown().map_err(|e| e.to_string()),
+                    None => Ok(()),
+                };
+                let _ = reply.send(result);
+                return;
+            }
+        }
+    }
+}
+
+/// Parse the rows of [`SNAPSHOT_SQL`].
+fn parse_snapshot(reply: &[u8]) -> Settings {
+    protocol::backend_messages(reply)
+        .filter(|(tag, _)| *tag == b'D')
+        .filter_map(|(_, frame)| {
+            let mut row = protocol::data_row(frame).into_iter();
+            Some((row.next()??, row.next()?.unwrap_or_default()))
+        })
+        .collect()
+}
+
+/// The one backend session, behind the FIFO lock. Whoever holds the lock owns it.
+pub(crate) struct EngineState {
+    tx: mpsc::Sender<Job>,
+    /// The last message the engine processed completed a Query or Sync and nothing
+    /// is pending (no half-sent extended-protocol batch).
+    pub clean: bool,
+    /// Transaction status from the last ReadyForQuery.
+    pub status: u8,
+    /// The session's settings as last applied or observed.
+    pub settings: Settings,
+}
+
+impl EngineState {
+    /// Send whole frontend messages to the engine and return its reply.
+    ///
+    /// `clean` is cleared first, so a caller that is cancelled mid-exchange leaves the
+    /// session marked for recovery.
+    pub async fn exchange(&mut self, input: Vec<u8>) -> Result<Vec<u8>, String> {
+        self.clean = false;
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Job::Exchange(input, tx))
+            .map_err(|_| "the engine thread stopped".to_string())?;
+        rx.await
+            .map_err(|_| "the engine thread stopped".to_string())?
+    }
+}
+
+/// Another connection's entry in the registry.
+pub(crate) struct ClientEntry {
+    pub pid: i32,
+    pub secret: i32,
+    pub mailbox: tokio::sync::mpsc::UnboundedSender<Bytes>,
+    pub channels: HashSet<String>,
+    pub cancel: Arc<Notify>,
+}
+
+/// Server configuration used by connections.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub database: String,
+    pub queue_timeout: Duration,
+    pub holder_timeout: Duration,
+    pub max_message_size: usize,
+    pub max_copy_size: usize,
+}
+
+/// State shared by all connections.
+pub(crate) struct Core {
+    pub config: Config,
+    pub engine: Arc<tokio::sync::Mutex<EngineState>>,
+    /// Connections waiting for the engine.
+    pub waiting: AtomicUsize,
+    /// Signalled when a connection starts waiting (wakes an idle holder's timer).
+    pub waiter_arrived: Notify,
+    pub clients: Mutex<HashMap<u32, ClientEntry>>,
+    /// Statement names of gone or replaced statements, closed by the next owner.
+    pub pending_close: Mutex<Vec<String>>,
+    /// The backend's LISTEN set must be rebuilt from the clients' channels.
+    pub listen_dirty: AtomicBool,
+    /// Settings of a fresh session (after the engine's session defaults).
+    pub baseline: Settings,
+    /// ParameterStatus values of the engine's session.
+    pub parameter_status: Vec<(String, String)>,
+    pub next_id: AtomicU32,
+    /// Custom (dotted) settings some client has set; `pg_settings` does not list them.
+    pub custom_names: Mutex<BTreeSet<String>>,
+    pub verifier: Option<Verifier>,
+    pub shutdown: watch::Receiver<bool>,
+    pub connections: Arc<Semaphore>,
+    pub connections_limit: usize,
+}
+
+impl Core {
+    pub fn new(
+        config: Config,
+        tx: mpsc::Sender<Job>,
+        opened: &Opened,
+        verifier: Option<Verifier>,
+        shutdown: watch::Receiver<bool>,
+        max_connections: usize,
+    ) -> Core {
+        let mut parameter_status: Vec<(String, String)> =
+            protocol::backend_messages(&opened.startup_reply)
+                .filter(|(tag, _)| *tag == b'S')
+                .filter_map(|(_, frame)| {
+                    let mut r = protocol::Reader::new(&frame[5..]);
+                    Some((r.cstr().ok()?.to_string(), r.cstr().ok()?.to_string()))
+                })
+                .collect();
+        for (name, value) in &mut parameter_status {
+            if name == "session_authorization" && value.is_empty() {
+                *value = pglite_engine::SUPERUSER.to_string();
+            }
+        }
+        Core {
+            config,
+            engine: Arc::new(tokio::sync::Mutex::new(EngineState {
+                tx,
+                clean: true,
+                status: b'I',
+                settings: opened.baseline.clone(),
+            })),
+            waiting: AtomicUsize::new(0),
+            waiter_arrived: Notify::new(),
+            clients: Mutex::new(HashMap::new()),
+            pending_close: Mutex::new(Vec::new()),
+            listen_dirty: AtomicBool::new(false),
+            baseline: opened.baseline.clone(),
+            parameter_status,
+            next_id: AtomicU32::new(1),
+            custom_names: Mutex::new(BTreeSet::new()),
+            verifier,
+            shutdown,
+            connections: Arc::new(Semaphore::new(max_connections)),
+            connections_limit: max_connections,
+        }
+    }
+
+    pub fn clients(&self) -> std::sync::MutexGuard<'_, HashMap<u32, ClientEntry>> {
+        self.clients.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queue statement names to be closed by the next owner of the engine.
+    pub fn close_later(&self, names: impl IntoIterator<Item = String>) {
+        self.pending_close
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(names);
+    }
+
+    /// Remember custom settings named in `sql`.
+    pub fn note_custom_settings(&self, sql: &str) {
+        let names = crate::sql::custom_settings(sql);
+        if !names.is_empty() {
+            self.custom_names
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(names);
+        }
+    }
+
+    /// CancelRequest: a connection waiting for the engine stops waiting and gets
+    /// 57014. A statement already running inside the engine cannot be interrupted.
+    pub fn cancel(&self, pid: i32, secret: i32) {
+        if let Some(c) = self
+            .clients()
+            .values()
+            .find(|c| c.pid == pid && c.secret == secret)
+        {
+            c.cancel.notify_waiters();
+        }
+    }
+
+    /// The union of every connection's LISTEN channels.
+    fn listen_union(&self) -> BTreeSet<String> {
+        self.clients()
+            .values()
+            .flat_map(|c| c.channels.iter().cloned())
+            .collect()
+    }
+
+    /// Make the session ready for a new owner whose settings are `desired`: recover
+    /// from an abandoned batch or transaction, close statements of gone clients,
+    /// rebuild the LISTEN set and apply the owner's settings.
+    ///
+    /// Returns the ErrorResponse frame if the settings could not be applied.
+    pub async fn prepare(
+        &self,
+        st: &mut EngineState,
+        desired: &Settings,
+    ) -> Result<Option<Vec<u8>>, String> {
+        let mut input = Vec::new();
+        if !st.clean || st.status != b'I' {
+            input.extend(protocol::sync());
+            input.extend(protocol::query("ROLLBACK"));
+        }
+        let names =
+            std::mem::take(&mut *self.pending_close.lock().unwrap_or_else(|e| e.into_inner()));
+        if !names.is_empty() {
+            for name in &names {
+                input.extend(protocol::close_statement(name));
+            }
+            input.extend(protocol::sync());
+        }
+        if self.listen_dirty.swap(false, Ordering::SeqCst) {
+            let mut sql = String::from("UNLISTEN *");
+            for channel in self.listen_union() {
+                sql.push_str("; LISTEN ");
+                sql.push_str(&quote_ident(&channel));
+            }
+            input.extend(protocol::query(&sql));
+        }
+        if !input.is_empty() {
+            let reply = st.exchange(input).await?;
+            self.after_housekeeping(st, &reply);
+        }
+        if st.settings == *desired {
+            return Ok(None);
+        }
+        let sql = reconcile_sql(&st.settings, desired);
+        let reply = st.exchange(protocol::query(&sql)).await?;
+        self.after_housekeeping(st, &reply);
+        let error = protocol::backend_messages(&reply)
+            .find(|(tag, _)| *tag == b'E')
+            .map(|(_, f)| f.to_vec());
+        if error.is_some() {
+            st.settings = self.snapshot(st).await?;
+        } else {
+            st.settings = desired.clone();
+        }
+        Ok(error)
+    }
+
+    /// Read the session's current settings.
+    pub async fn snapshot(&self, st: &mut EngineState) -> Result<Settings, String> {
+        let mut sql = String::from(SNAPSHOT_SQL);
+        for name in self
+            .custom_names
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let name = quote_literal(name);
+            sql.push_str(&format!(
+                " UNION ALL SELECT {name}, pg_catalog.current_setting({name}, true) \
+                 WHERE coalesce(pg_catalog.current_setting({name}, true), '') <> ''"
+            ));
+        }
+        let reply = st.exchange(protocol::query(&sql)).await?;
+        self.after_housekeeping(st, &reply);
+        Ok(parse_snapshot(&reply))
+    }
+
+    /// Update the session state after an exchange whose reply nobody else sees.
+    fn after_housekeeping(&self, st: &mut EngineState, reply: &[u8]) {
+        let mut last = None;
+        for (tag, frame) in protocol::backend_messages(reply) {
+            match tag {
+                b'Z' => {
+                    st.status = frame[5];
+                    last = Some(b'Z');
+                }
+                b'E' => {
+                    self.check_crash(st, frame);
+                    last = Some(b'E');
+                }
+                b'A' | b'N' | b'S' => {}
+                other => last = Some(other),
+            }
+        }
+        st.clean = last == Some(b'Z');
+    }
+
+    /// If `frame` is the engine's "crashed and restarted" error, forget the session
+    /// state it lost.
+    pub fn check_crash(&self, st: &mut EngineState, frame: &[u8]) {
+        let (code, message) = protocol::error_fields(frame);
+        if code == "XX000" && message.contains("engine crashed") {
+            st.settings = self.baseline.clone();
+            self.listen_dirty.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// SQL that turns the session's `current` settings into `desired`.
+fn reconcile_sql(current: &Settings, desired: &Settings) -> String {
+    let mut parts = Vec::new();
+    for name in current.keys() {
+        if !desired.contains_key(name) {
+            let quoted: Vec<String> = name.split('.').map(quote_ident).collect();
+            parts.push(format!("RESET {}", quoted.join(".")));
+        }
+    }
+    let sets: Vec<String> = desired
+        .iter()
+        .filter(|(name, value)| current.get(*name) != Some(*value))
+        .map(|(name, value)| {
+            format!(
+                "pg_catalog.set_config({}, {}, false)",
+                quote_literal(name),
+                quote_literal(value)
+            )
+        })
+        .collect();
+    if !sets.is_empty() {
+        parts.push(format!("SELECT {}", sets.join(", ")));
+    }
+    parts.join("; ")
+}
