@@ -177,7 +177,7 @@ impl fmt::Display for Error {
             ErrorKind::Config => "configuration error",
             ErrorKind::Authentication => "authentication error",
             ErrorKind::Usage => "usage error",
-            ErrorKind::Engine => "pglite engine",
+            ErrorKind::Engine => "engine error",
             ErrorKind::RolledBack => "transaction rolled back",
         };
         write!(f, "{kind}: {}", self.message)?;

@@ -17,7 +17,7 @@ use pglite_assets::Runtime;
 use wasmtime::{Config, Engine, Module, OptLevel};
 
 use crate::EngineError;
-use crate::module::{DEFAULT_STACK_PAGES, rewrite_module};
+use crate::module::{DEFAULT_STACK_PAGES, patch_settings, rewrite_module};
 
 /// Deepest native stack that guest code may use before Wasmtime traps. It must stay
 /// below the relocated guest stack (8 MiB) so that deep recursion traps cleanly rather
@@ -84,7 +84,8 @@ impl CompiledRuntime {
         );
         let wasm = std::fs::read(runtime.module_path())
             .map_err(|e| EngineError::io(runtime.module_path(), e))?;
-        let patched = rewrite_module(&wasm, DEFAULT_STACK_PAGES)?;
+        let mut patched = rewrite_module(&wasm, DEFAULT_STACK_PAGES)?;
+        patch_settings(&mut patched)?;
         let module = Module::new(&engine, &patched)?;
         if let Err(e) = store_cached(&module, &path) {
             eprintln!(

@@ -33,10 +33,11 @@ pub struct GuestLayout {
 impl GuestLayout {
     /// Create the private directories for an engine on `data_dir`.
     pub fn new(compiled: &CompiledRuntime, data_dir: &Path) -> Result<GuestLayout, EngineError> {
+        let base = crate::scratch_dir();
         let scratch = tempfile::Builder::new()
             .prefix("pglite-guest-")
-            .tempdir()
-            .map_err(|e| EngineError::io(std::env::temp_dir(), e))?;
+            .tempdir_in(&base)
+            .map_err(|e| EngineError::io(&base, e))?;
         let layout = GuestLayout {
             scratch,
             data_dir: data_dir.to_path_buf(),

@@ -16,7 +16,7 @@ mod wasm;
 pub mod wire;
 
 pub use compile::{CompiledRuntime, MAX_WASM_STACK};
-pub use datadir::DataDirLock;
+pub use datadir::{DataDirLock, scratch_dir};
 pub use error::EngineError;
 pub use guest::GUEST_PGDATA;
 pub use template::Template;

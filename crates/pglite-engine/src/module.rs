@@ -42,7 +42,7 @@ pub const HOOK_MODULE: &str = "pglite";
 pub const HOOK_PATH_OPEN: &str = "before_path_open";
 /// Version of the rewrite; part of the compiled-module cache key. Bump on any change to
 /// what [`rewrite_module`] emits.
-pub const REWRITE_VERSION: u32 = 2;
+pub const REWRITE_VERSION: u32 = 3;
 
 /// The WASI module whose `path_open` is hooked.
 const WASI_MODULE: &str = "wasi_snapshot_preview1";
@@ -101,6 +101,39 @@ pub fn rewrite_module(wasm: &[u8], stack_pages: u64) -> Result<Vec<u8>, EngineEr
         ));
     }
     Ok(out.finish())
+}
+
+/// Lower the runtime's built-in `shared_buffers` from 128 MB to 16 MB.
+///
+/// The backend's command line is compiled into the runtime (a C string in a data
+/// segment) and outranks every configuration file, so the value can only change here.
+/// 128 MB of buffers inside a 32-bit guest cost ~110 MB of RSS per open database and
+/// ~60 ms per start; the host's page cache sits below the guest anyway.
+pub fn patch_settings(wasm: &mut [u8]) -> Result<(), EngineError> {
+    replace_once(wasm, SHARED_BUFFERS_ARG, SHARED_BUFFERS_PATCHED)
+}
+
+/// The runtime's built-in `shared_buffers` argument.
+pub const SHARED_BUFFERS_ARG: &[u8] = b"shared_buffers=128MB\0";
+/// What the rewrite puts in its place (same length, NUL-padded).
+pub const SHARED_BUFFERS_PATCHED: &[u8] = b"shared_buffers=16MB\0\0";
+
+/// Replace the single occurrence of `from` in `bytes` by `to` (same length).
+fn replace_once(bytes: &mut [u8], from: &[u8], to: &[u8]) -> Result<(), EngineError> {
+    assert_eq!(from.len(), to.len(), "in-place patches keep the length");
+    let mut found = bytes
+        .windows(from.len())
+        .enumerate()
+        .filter(|(_, w)| *w == from)
+        .map(|(i, _)| i);
+    let (Some(at), None) = (found.next(), found.next()) else {
+        return Err(EngineError::Module(format!(
+            "expected exactly one {:?} in the module",
+            String::from_utf8_lossy(from)
+        )));
+    };
+    bytes[at..at + to.len()].copy_from_slice(to);
+    Ok(())
 }
 
 /// Index facts gathered before the rewrite.

@@ -135,3 +135,13 @@ fn a_trap_is_reported_as_an_error_and_the_engine_restarts() {
         [[Some("\"$user\", public".into())]]
     );
 }
+
+#[test]
+fn shared_buffers_is_16mb() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = WasmEngine::open(dir.path(), &WasmEngineOptions::default()).unwrap();
+    assert_eq!(
+        show(&mut engine, "show shared_buffers"),
+        [[Some("16MB".into())]]
+    );
+}

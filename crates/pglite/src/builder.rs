@@ -85,7 +85,7 @@ impl PgliteBuilder {
                 let template = Template::shared().map_err(crate::engine_error)?;
                 let dir = tempfile::Builder::new()
                     .prefix("pglite-")
-                    .tempdir()
+                    .tempdir_in(pglite_engine::scratch_dir())
                     .map_err(|e| {
                         Error::with_source(ErrorKind::Io, "creating a temporary directory", e)
                     })?;
