@@ -75,8 +75,7 @@ where
         },
         Err(exit) => exit,
     };
-    conn.finish(exit).await;
-    drop(permit);
+    conn.finish(exit, permit).await;
 }
 
 fn fatal(code: &str, message: &str, hint: Option<&str>) -> Exit {
@@ -428,8 +427,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
                 }
                 match first {
                     b'X' => return Err(Exit::Terminate),
-                    // Stray copy messages outside COPY are ignored, as PostgreSQL does.
-                    b'd' | b'c' | b'f' => {
+                    // Stray copy messages outside COPY are ignored, as PostgreSQL does;
+                    // a Flush with nothing pending has nothing to flush.
+                    b'd' | b'c' | b'f' | b'H' => {
                         self.next_buffered()?;
                         continue;
                     }
@@ -619,9 +619,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
     async fn answer_first_batch_with(&mut self, error: &[u8]) -> Result<(), Exit> {
         self.wbuf.extend_from_slice(error);
         let first = self.next_buffered()?.expect("a message is buffered");
-        if first.tag() == b'Q' || first.tag() == b'F' {
-            self.wbuf.extend(protocol::ready(b'I'));
-        } else if first.tag() == b'S' {
+        if matches!(first.tag(), b'Q' | b'F' | b'S') {
             self.wbuf.extend(protocol::ready(b'I'));
         } else {
             self.discard_until_sync = true;
@@ -671,10 +669,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
         }
         let input = std::mem::take(&mut self.input);
         let st = self.guard.as_mut().expect("engine held");
+        let was_clean = st.clean;
         let reply = st.exchange(input).await.map_err(Exit::Engine)?;
         let last = self.process_reply(&reply);
         let st = self.guard.as_mut().expect("engine held");
-        st.clean = matches!(self.last_sig, b'Q' | b'S') && last == Some(b'Z');
+        // Clean: the last significant message was a Query or Sync and the engine has
+        // answered it completely (a Flush alone leaves the state as it was).
+        st.clean = matches!(self.last_sig, b'Q' | b'S')
+            && (last == Some(b'Z') || (last.is_none() && was_clean));
         Ok(())
     }
 
@@ -899,26 +901,47 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
         if (discard && status != b'I') || status == b'E' {
             return Ok(false);
         }
+        let core = self.core.clone();
         if deallocate {
-            let names: Vec<String> = self.statements.drain().map(|(n, _)| n).collect();
-            self.unnamed = None;
-            self.core.close_later(names);
+            let mut names: Vec<String> = self.statements.drain().map(|(n, _)| n).collect();
+            names.extend(self.unnamed.take());
+            // Close them now: the client may prepare the same names again at once.
+            let st = self.guard.as_mut().expect("held");
+            if st.clean && !names.is_empty() {
+                let mut input = Vec::new();
+                for name in &names {
+                    input.extend(protocol::close_statement(name));
+                }
+                input.extend(protocol::sync());
+                let reply = st.exchange(input).await.map_err(Exit::Engine)?;
+                for (tag, frame) in protocol::backend_messages(&reply) {
+                    if tag == b'Z' {
+                        st.status = frame[5];
+                    }
+                }
+                st.clean = true;
+            } else {
+                core.close_later(names);
+            }
         }
         if discard {
             self.apply_listen(ListenOp::UnlistenAll);
         }
         if reset {
             self.desired = self.initial.clone();
+            // Inside the client's transaction where there is one, like RESET ALL.
+            let desired = self.desired.clone();
+            let st = self.guard.as_mut().expect("held");
+            if core
+                .apply_settings(st, &desired)
+                .await
+                .map_err(Exit::Engine)?
+                .is_some()
+            {
+                self.desired = st.settings.clone();
+            }
         }
-        // Apply now, inside the client's transaction where there is one (like RESET).
-        let core = self.core.clone();
-        let desired = self.desired.clone();
-        let st = self.guard.as_mut().expect("held");
-        if st.status == b'I' {
-            core.prepare(st, &desired).await.map_err(Exit::Engine)?;
-        } else if reset {
-            let _ = core.prepare(st, &desired).await.map_err(Exit::Engine)?;
-        }
+        let st = self.guard.as_ref().expect("held");
         let tag = if discard {
             "DISCARD ALL"
         } else if reset {
@@ -1134,7 +1157,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
 
     // ---------------------------------------------------------------- the end
 
-    async fn finish(&mut self, exit: Exit) {
+    async fn finish(&mut self, exit: Exit, permit: Option<OwnedSemaphorePermit>) {
         if std::env::var_os("PGLITE_SERVER_DEBUG").is_some() {
             eprintln!("pglite-server: connection {} ends: {exit:?}", self.id);
         }
@@ -1202,6 +1225,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
                 self.core.listen_dirty.store(true, Ordering::SeqCst);
             }
         }
+        // The slot is free before the client sees the connection end.
+        drop(permit);
         if let Some(frame) = frame {
             self.wbuf.extend(frame);
         }

@@ -371,6 +371,16 @@ impl Core {
             let reply = st.exchange(input).await?;
             self.after_housekeeping(st, &reply);
         }
+        self.apply_settings(st, desired).await
+    }
+
+    /// Make the session's settings `desired` (inside the owner's transaction, if it has
+    /// one open). Returns the ErrorResponse frame if they could not be applied.
+    pub async fn apply_settings(
+        &self,
+        st: &mut EngineState,
+        desired: &Settings,
+    ) -> Result<Option<Vec<u8>>, String> {
         if st.settings == *desired {
             return Ok(None);
         }

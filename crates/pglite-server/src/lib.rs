@@ -201,12 +201,14 @@ impl ServerBuilder {
                     .into(),
             )
         })?;
-        if let Some(addr) = self.listen {
-            if self.password.is_none() && !addr.ip().is_loopback() && !self.trust_network {
-                return Err(ServerError::Config(format!(
-                    "refusing to serve {addr} without a password; set a password or listen on a loopback address"
-                )));
-            }
+        if let Some(addr) = self.listen
+            && self.password.is_none()
+            && !addr.ip().is_loopback()
+            && !self.trust_network
+        {
+            return Err(ServerError::Config(format!(
+                "refusing to serve {addr} without a password; set a password or listen on a loopback address"
+            )));
         }
         if self.listen.is_none() && self.socket_dir.is_none() {
             return Err(ServerError::Config(

@@ -233,10 +233,10 @@ pub(crate) fn copy_in(stmt: &str) -> Option<CopyIn> {
                 in_columns = false;
             }
             Token::Sym(',') if depth == 1 && in_columns => columns += 1,
-            Token::Word(w) if depth == 0 && w == "from" => {
-                if word(toks.get(k + 1)) == Some("stdin") {
-                    from_stdin = true;
-                }
+            Token::Word(w)
+                if depth == 0 && w == "from" && word(toks.get(k + 1)) == Some("stdin") =>
+            {
+                from_stdin = true;
             }
             _ => {}
         }
@@ -299,15 +299,12 @@ pub(crate) fn custom_settings(sql: &str) -> Vec<String> {
     let mut from = 0;
     while let Some(pos) = lower[from..].find("set_config") {
         let rest = lower[from + pos + "set_config".len()..].trim_start();
-        if let Some(rest) = rest.strip_prefix('(') {
-            if let Some(rest) = rest.trim_start().strip_prefix('\'') {
-                if let Some(end) = rest.find('\'') {
-                    let name = &rest[..end];
-                    if name.contains('.') {
-                        out.push(name.to_string());
-                    }
-                }
-            }
+        if let Some(rest) = rest.strip_prefix('(')
+            && let Some(rest) = rest.trim_start().strip_prefix('\'')
+            && let Some(end) = rest.find('\'')
+            && rest[..end].contains('.')
+        {
+            out.push(rest[..end].to_string());
         }
         from += pos + 1;
     }

@@ -56,6 +56,18 @@ fn same_statement_names_on_two_connections_stay_apart() {
     a.send(&[bind("cur", "p"), execute("cur"), sync()].concat());
     assert_eq!(rows(&a.until_ready()).0, ["1", "2", "3"]);
     assert_eq!(a.query("commit").1, None);
+    // DEALLOCATE ALL frees this client's names at once (and only its names).
+    a.send(&[parse("d1", "select 1"), sync()].concat());
+    a.until_ready();
+    assert_eq!(a.query("deallocate all").1, None);
+    a.send(&[parse("d1", "select 2"), bind("", "d1"), execute(""), sync()].concat());
+    assert_eq!(rows(&a.until_ready()).0, ["2"]);
+    b.send(&[bind("", "stmt"), execute(""), sync()].concat());
+    assert_eq!(rows(&b.until_ready()).0, ["from b"]);
+    // A lone Flush does not pin the engine.
+    a.send(&support::frame(b'H', &[]));
+    assert_eq!(b.query("select 3").0, ["3"]);
+    assert_eq!(a.query("select 4").0, ["4"]);
     drop(a);
     drop(b);
     server.stop().unwrap();

@@ -27,6 +27,7 @@ fn ssl_is_refused_and_startup_errors_are_proper() {
     let (_, body) = msgs.iter().find(|(t, _)| *t == b'E').unwrap();
     assert_eq!(support::sqlstate(body), "3D000");
     assert!(String::from_utf8_lossy(body).contains("serves only the database"));
+    assert!(other.next().is_none());
     // Too many connections: 53300.
     let _second = Raw::connect(&server);
     let mut third = Raw::connect_bare(&server);
