@@ -12,6 +12,8 @@ use crate::module::{HOOK_MODULE, HOOK_PATH_OPEN};
 
 /// Data directory as the guest sees it.
 pub const GUEST_PGDATA: &str = "/tmp/pglite/base";
+/// Where PostgreSQL looks for its compiled time-zone files.
+const GUEST_TIMEZONE_DIR: &str = "/tmp/pglite/share/postgresql/timezone";
 /// Read-only parts of the shared runtime tree, mounted under `/tmp/pglite`.
 const RUNTIME_DIRS: [&str; 3] = ["bin", "lib", "share"];
 /// The guest file descriptor of the `/dev` preopen: it is registered first.
@@ -133,6 +135,12 @@ impl Guest {
                 FsPerms::ReadOnly,
             )?;
         }
+        // The runtime ships no time-zone database, so only GMT and POSIX zone strings
+        // would work (and clients that send `TimeZone=UTC`, like SQLx, would fail). The
+        // host's compiled zone files use the same format PostgreSQL installs.
+        if let Some(zoneinfo) = host_zoneinfo() {
+            wasi.preopened_dir(zoneinfo, GUEST_TIMEZONE_DIR, FsPerms::ReadOnly)?;
+        }
         wasi.preopened_dir(&layout.data_dir, GUEST_PGDATA, FsPerms::ReadWrite)?
             .preopened_dir(layout.dir("home"), "/home", FsPerms::ReadWrite)?;
         let host = Host {
@@ -171,6 +179,16 @@ impl Guest {
             .map_err(|e| failed("backend start", e))?;
         Ok(Guest { store, exports })
     }
+}
+
+/// The host's compiled time-zone database: `PGLITE_ZONEINFO`, else
+/// `/usr/share/zoneinfo` when it holds a `UTC` zone.
+pub fn host_zoneinfo() -> Option<PathBuf> {
+    let dir = std::env::var_os("PGLITE_ZONEINFO")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/share/zoneinfo"));
+    dir.join("UTC").is_file().then_some(dir)
 }
 
 /// True when a call ended through `proc_exit(0)`.

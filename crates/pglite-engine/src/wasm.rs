@@ -255,7 +255,13 @@ impl WasmEngine {
             });
         }
         self.startup_reply = reply;
-        self.housekeeping(SESSION_DEFAULTS_SQL)
+        self.housekeeping(SESSION_DEFAULTS_SQL)?;
+        // The runtime falls back to GMT; with the host's zone files mounted (see
+        // `guest::host_zoneinfo`) the configured UTC can be used, as PostgreSQL would.
+        if crate::guest::host_zoneinfo().is_some() {
+            self.housekeeping("SET TimeZone TO 'UTC'")?;
+        }
+        Ok(())
     }
 
     /// Run SQL the engine needs for itself; any ErrorResponse fails.

@@ -145,3 +145,18 @@ fn shared_buffers_is_16mb() {
         [[Some("16MB".into())]]
     );
 }
+
+#[test]
+fn time_zones_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = WasmEngine::open(dir.path(), &WasmEngineOptions::default()).unwrap();
+    assert_eq!(show(&mut engine, "show timezone"), [[Some("UTC".into())]]);
+    show(&mut engine, "set timezone to 'Europe/Paris'");
+    assert_eq!(
+        show(
+            &mut engine,
+            "select '2026-07-01 12:00:00+00'::timestamptz::text"
+        ),
+        [[Some("2026-07-01 14:00:00+02".into())]]
+    );
+}
