@@ -3,6 +3,7 @@
 mod bench;
 mod format;
 mod report;
+mod serve;
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
@@ -40,6 +41,10 @@ enum Command {
         /// The data directory.
         dir: PathBuf,
     },
+    /// Serve a data directory to PostgreSQL clients (psql, SQLx, tokio-postgres, ...)
+    /// over TCP and/or a Unix socket; prints the connection URL. SIGINT/SIGTERM stop it
+    /// cleanly.
+    Serve(serve::ServeArgs),
     /// Measure start-up, round trips, inserts and memory, beside the project's targets
     /// and a native PostgreSQL when one is installed.
     Bench(bench::BenchArgs),
@@ -90,6 +95,7 @@ fn main() -> ExitCode {
         Command::Sql(args) => run_sql(args),
         Command::Init { dir } => init(dir),
         Command::Bench(args) => bench::run(args).map_err(Failure),
+        Command::Serve(args) => serve::run(args).map_err(Failure),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

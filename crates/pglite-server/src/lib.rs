@@ -222,7 +222,7 @@ impl ServerBuilder {
                     .map_err(|e| ServerError::Engine(e.to_string()))?;
                 let temp = tempfile::Builder::new()
                     .prefix("pglite-server-")
-                    .tempdir()
+                    .tempdir_in(pglite_engine::scratch_dir())
                     .map_err(io_error("creating a temporary directory"))?;
                 template
                     .clone_into(temp.path())

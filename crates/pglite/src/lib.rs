@@ -32,6 +32,11 @@ pub use pglite_client::{
 pub use pglite_engine::EngineError;
 pub use transport::EngineTransport;
 
+/// The wire-protocol server: one embedded database, many PostgreSQL clients
+/// (see docs/SERVER.md).
+#[cfg(feature = "server")]
+pub use pglite_server::{RunningServer, Server, ServerBuilder, ServerError, ServerHandle};
+
 /// A transaction on a [`Pglite`] database; see [`Pglite::transaction`].
 pub type Transaction<'a> = pglite_client::Transaction<'a, EngineTransport>;
 
