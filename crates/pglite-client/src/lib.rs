@@ -33,6 +33,8 @@
 mod cache;
 mod client;
 mod config;
+mod connect;
+mod connstr;
 mod copy;
 mod error;
 mod json;
@@ -49,6 +51,10 @@ mod types;
 
 pub use crate::client::Client;
 pub use crate::config::StartupConfig;
+pub use crate::connect::SocketTransport;
+pub use crate::connstr::{
+    Config, DEFAULT_PORT, EmbeddedConfig, EmbeddedLocation, Host, SslMode, Target,
+};
 pub use crate::error::{DbError, Error, ErrorKind, ErrorPosition};
 pub use crate::notify::Notification;
 pub use crate::protocol::TransactionStatus;
