@@ -1,21 +1,58 @@
-//! `COPY ... FROM STDIN` / `COPY ... TO STDOUT`.
+//! `COPY ... FROM STDIN` / `COPY ... TO STDOUT`, written once over the core and a
+//! data source/sink that may be blocking (`std::io`) or async (tokio).
 
+use std::future::Future;
 use std::io::{self, Read, Write};
 
 use postgres_protocol::message::backend::Message;
 use postgres_protocol::message::frontend;
 
-use crate::client::{Client, Drain};
+use crate::core::{Core, Drain, Reply};
 use crate::error::{Error, ErrorKind};
+use crate::io::Io;
 use crate::protocol::unexpected;
 use crate::row::rows_affected;
-use crate::transport::Transport;
 
 /// Bytes per `CopyData` message, and the buffer size handed to the transport at once.
-const CHUNK: usize = 64 * 1024;
+pub(crate) const CHUNK: usize = 64 * 1024;
 
-pub(crate) fn copy_in<T: Transport, R: Read>(
-    client: &mut Client<T>,
+/// Where `copy_in` reads its data.
+pub(crate) trait CopySource {
+    /// Reads into `buf`; `Ok(0)` is the end of the data.
+    fn read(&mut self, buf: &mut [u8]) -> impl Future<Output = io::Result<usize>>;
+}
+
+/// Where `copy_out` writes its data.
+pub(crate) trait CopySink {
+    /// Writes all of `data`.
+    fn write_all(&mut self, data: &[u8]) -> impl Future<Output = io::Result<()>>;
+    /// Flushes at the end.
+    fn flush(&mut self) -> impl Future<Output = io::Result<()>>;
+}
+
+/// A blocking reader as a [`CopySource`].
+pub(crate) struct SyncReader<R>(pub(crate) R);
+
+impl<R: Read> CopySource for SyncReader<R> {
+    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+/// A blocking writer as a [`CopySink`].
+pub(crate) struct SyncWriter<W>(pub(crate) W);
+
+impl<W: Write> CopySink for SyncWriter<W> {
+    async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        self.0.write_all(data)
+    }
+    async fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+pub(crate) async fn copy_in<I: Io, R: CopySource>(
+    client: &mut Core<I>,
     sql: &str,
     mut reader: R,
 ) -> Result<u64, Error> {
@@ -23,7 +60,7 @@ pub(crate) fn copy_in<T: Transport, R: Read>(
     let mut chunk = vec![0u8; CHUNK];
     let mut read_error: Option<io::Error> = None;
     loop {
-        let n = match reader.read(&mut chunk) {
+        let n = match reader.read(&mut chunk).await {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -33,48 +70,54 @@ pub(crate) fn copy_in<T: Transport, R: Read>(
             }
         };
         let data = &chunk[..n];
-        client.queue_bytes(
-            |out| {
-                frontend::CopyData::new(data)
-                    .expect("chunk is smaller than the message size limit")
-                    .write(out)
-            },
-            CHUNK,
-        )?;
+        client
+            .queue_bytes(
+                |out| {
+                    frontend::CopyData::new(data)
+                        .expect("chunk is smaller than the message size limit")
+                        .write(out)
+                },
+                CHUNK,
+            )
+            .await?;
     }
     match &read_error {
-        None => client.queue_bytes(frontend::copy_done, 0)?,
+        None => client.queue_bytes(frontend::copy_done, 0).await?,
         Some(e) => {
             let message = format!("reading the COPY data failed: {e}");
-            client.queue_bytes(
-                |out| {
-                    let _ = frontend::copy_fail(&message.replace('\0', ""), out);
-                },
-                0,
-            )?
+            client
+                .queue_bytes(
+                    |out| {
+                        let _ = frontend::copy_fail(&message.replace('\0', ""), out);
+                    },
+                    0,
+                )
+                .await?
         }
     }
-    client.flush_out()?;
+    client.flush_out().await?;
 
     let mut count = None;
     let mut saw_copy_in = false;
-    let result = client.finish(Drain::CopyIn, |message| {
-        match message {
-            Message::CopyInResponse(_) => saw_copy_in = true,
-            Message::CommandComplete(body) => {
-                count = body.tag().ok().and_then(rows_affected);
+    let result = client
+        .finish(Drain::CopyIn, |message| {
+            match message {
+                Message::CopyInResponse(_) => saw_copy_in = true,
+                Message::CommandComplete(body) => {
+                    count = body.tag().ok().and_then(rows_affected);
+                }
+                Message::CloseComplete
+                | Message::RowDescription(_)
+                | Message::DataRow(_)
+                | Message::EmptyQueryResponse
+                | Message::CopyOutResponse(_)
+                | Message::CopyData(_)
+                | Message::CopyDone => {}
+                other => return Err(unexpected(&other)),
             }
-            Message::CloseComplete
-            | Message::RowDescription(_)
-            | Message::DataRow(_)
-            | Message::EmptyQueryResponse
-            | Message::CopyOutResponse(_)
-            | Message::CopyData(_)
-            | Message::CopyDone => {}
-            other => return Err(unexpected(&other)),
-        }
-        Ok(())
-    });
+            Ok(())
+        })
+        .await;
     if let Some(e) = read_error {
         return Err(Error::with_source(
             ErrorKind::Io,
@@ -92,41 +135,49 @@ pub(crate) fn copy_in<T: Transport, R: Read>(
     Ok(count.unwrap_or(0))
 }
 
-pub(crate) fn copy_out<T: Transport, W: Write>(
-    client: &mut Client<T>,
+pub(crate) async fn copy_out<I: Io, W: CopySink>(
+    client: &mut Core<I>,
     sql: &str,
     mut writer: W,
 ) -> Result<u64, Error> {
     client.copy_start(sql)?;
-    client.flush_out()?;
+    client.flush_out().await?;
     let mut count = None;
     let mut saw_copy_out = false;
     let mut write_error: Option<io::Error> = None;
-    let result = client.finish(Drain::Simple, |message| {
-        match message {
-            Message::CopyOutResponse(_) => saw_copy_out = true,
+    let mut reply = Reply::new(Drain::Simple);
+    while let Some(message) = client.next_reply(&mut reply).await? {
+        let handled = match message {
+            Message::CopyOutResponse(_) => {
+                saw_copy_out = true;
+                Ok(())
+            }
             Message::CopyData(body) => {
                 if write_error.is_none()
-                    && let Err(e) = writer.write_all(body.data())
+                    && let Err(e) = writer.write_all(body.data()).await
                 {
                     write_error = Some(e);
                 }
+                Ok(())
             }
             Message::CommandComplete(body) => {
                 count = body.tag().ok().and_then(rows_affected);
+                Ok(())
             }
             Message::CopyDone
             | Message::CloseComplete
             | Message::RowDescription(_)
             | Message::DataRow(_)
-            | Message::EmptyQueryResponse => {}
-            other => return Err(unexpected(&other)),
+            | Message::EmptyQueryResponse => Ok(()),
+            other => Err(unexpected(&other)),
+        };
+        if let Err(e) = handled {
+            client.record(&mut reply, e)?;
         }
-        Ok(())
-    });
-    result?;
+    }
+    reply.into_result()?;
     if write_error.is_none()
-        && let Err(e) = writer.flush()
+        && let Err(e) = writer.flush().await
     {
         write_error = Some(e);
     }

@@ -4,9 +4,9 @@
 
 use postgres_types::{Field, Kind, Type};
 
-use crate::client::Client;
+use crate::core::Core;
 use crate::error::{Error, ErrorKind};
-use crate::transport::Transport;
+use crate::io::Io;
 
 /// Nesting limit for element/base/field types (PostgreSQL types cannot be cyclic;
 /// this only guards against a confused catalog).
@@ -36,14 +36,14 @@ fn bad(what: &str) -> Error {
     Error::protocol(format!("unexpected pg_type lookup result: {what}"))
 }
 
-impl<T: Transport> Client<T> {
+impl<I: Io> Core<I> {
     /// The [`Type`] for `oid`: built-in, cached, or looked up in the catalog. A type
     /// that cannot be found gets a placeholder named `oid_<n>`.
-    pub(crate) fn resolve_type(&mut self, oid: u32) -> Result<Type, Error> {
-        self.resolve_type_depth(oid, 0)
+    pub(crate) async fn resolve_type(&mut self, oid: u32) -> Result<Type, Error> {
+        self.resolve_type_depth(oid, 0).await
     }
 
-    fn resolve_type_depth(&mut self, oid: u32, depth: u32) -> Result<Type, Error> {
+    async fn resolve_type_depth(&mut self, oid: u32, depth: u32) -> Result<Type, Error> {
         if let Some(ty) = Type::from_oid(oid) {
             return Ok(ty);
         }
@@ -56,7 +56,7 @@ impl<T: Transport> Client<T> {
                 format!("type {oid} nests more than {MAX_DEPTH} levels"),
             ));
         }
-        let results = self.simple_query(&lookup_sql(oid))?;
+        let results = self.simple_query(&lookup_sql(oid)).await?;
         let Some(row) = results.first().and_then(|r| r.rows.first()) else {
             // Not in the catalog (dropped concurrently?): keep a placeholder.
             return Ok(crate::types::type_for_oid(oid));
@@ -86,23 +86,27 @@ impl<T: Transport> Client<T> {
         let kind = match typtype.as_str() {
             "e" => Kind::Enum(labels),
             "p" => Kind::Pseudo,
-            "d" if base != 0 => Kind::Domain(self.resolve_type_depth(base, depth + 1)?),
-            "r" if range_sub != 0 => Kind::Range(self.resolve_type_depth(range_sub, depth + 1)?),
-            "m" if multirange_sub != 0 => {
-                Kind::Multirange(self.resolve_type_depth(multirange_sub, depth + 1)?)
+            "d" if base != 0 => {
+                Kind::Domain(Box::pin(self.resolve_type_depth(base, depth + 1)).await?)
             }
+            "r" if range_sub != 0 => {
+                Kind::Range(Box::pin(self.resolve_type_depth(range_sub, depth + 1)).await?)
+            }
+            "m" if multirange_sub != 0 => Kind::Multirange(
+                Box::pin(self.resolve_type_depth(multirange_sub, depth + 1)).await?,
+            ),
             "c" => {
                 let mut fields = Vec::with_capacity(attributes.len());
                 for (field, field_oid) in attributes {
                     fields.push(Field::new(
                         field,
-                        self.resolve_type_depth(field_oid, depth + 1)?,
+                        Box::pin(self.resolve_type_depth(field_oid, depth + 1)).await?,
                     ));
                 }
                 Kind::Composite(fields)
             }
             _ if category == "A" && elem != 0 => {
-                Kind::Array(self.resolve_type_depth(elem, depth + 1)?)
+                Kind::Array(Box::pin(self.resolve_type_depth(elem, depth + 1)).await?)
             }
             _ => Kind::Simple,
         };

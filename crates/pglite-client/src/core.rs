@@ -1,0 +1,977 @@
+//! The driver-independent client core: turns calls into frontend messages, hands
+//! them to an [`Io`], and consumes the backend's replies up to `ReadyForQuery`.
+//!
+//! Every method is an `async fn` over [`Io`]. The blocking [`Client`](crate::Client)
+//! drives it with an `Io` whose futures complete at once (see `blocking.rs`); the
+//! tokio driver with real sockets. One implementation of the protocol logic serves both.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+
+use bytes::{BufMut, BytesMut};
+use fallible_iterator::FallibleIterator;
+use postgres_protocol::authentication::{
+    md5_hash,
+    sasl::{self, ChannelBinding, ScramSha256},
+};
+use postgres_protocol::message::backend::{DataRowBody, Message, RowDescriptionBody};
+use postgres_protocol::message::frontend;
+use postgres_types::{Format, ToSql, Type, WrongType};
+
+use crate::cache::{DEFAULT_CAPACITY, StatementCache};
+use crate::config::StartupConfig;
+use crate::error::{DbError, Error, ErrorKind};
+use crate::io::Io;
+use crate::notify::Notification;
+use crate::protocol::{Session, TransactionStatus, unexpected};
+use crate::row::{Row, SimpleColumn, SimpleResult, rows_affected};
+use crate::sqlstate::SqlState;
+use crate::statement::{CloseQueue, Column, Statement, StatementSource, ToStatement};
+
+/// Receives each `DataRow` with the statement's columns.
+pub(crate) type RowSink<'a> =
+    dyn FnMut(&Arc<[Column]>, DataRowBody) -> Result<(), Error> + Send + 'a;
+
+/// How a request's reply stream must be treated when the server asks for COPY data.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Drain {
+    /// A simple `Query`: refuse `COPY FROM STDIN` with `CopyFail`.
+    Simple,
+    /// An extended-protocol batch: refuse with `CopyFail` + `Sync` (the first `Sync`
+    /// was swallowed by copy-in mode).
+    Extended,
+    /// `copy_in`: the data was already sent.
+    CopyIn,
+}
+
+/// The session state and protocol logic shared by every driver.
+pub(crate) struct Core<I> {
+    pub(crate) io: I,
+    pub(crate) session: Session,
+    pub(crate) cache: StatementCache,
+    close_queue: CloseQueue,
+    next_statement: u64,
+    pub(crate) broken: bool,
+    /// Types looked up in the catalog, by OID.
+    pub(crate) types: HashMap<u32, Type>,
+}
+
+impl<I> fmt::Debug for Core<I> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Core")
+            .field("session", &self.session)
+            .field("cached_statements", &self.cache.len())
+            .field("broken", &self.broken)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The state of one reply stream being read up to `ReadyForQuery`.
+pub(crate) struct Reply {
+    drain: Drain,
+    first: Option<Error>,
+}
+
+impl Reply {
+    pub(crate) fn new(drain: Drain) -> Reply {
+        Reply { drain, first: None }
+    }
+
+    /// The call's result: the first error recorded, if any.
+    pub(crate) fn into_result(self) -> Result<(), Error> {
+        match self.first {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Protocol/transport errors make the connection unusable.
+fn poisons(e: &Error) -> bool {
+    e.is_closed()
+}
+
+impl<I: Io> Core<I> {
+    /// Starts a session: sends the `StartupMessage`, authenticates (trust, cleartext
+    /// password, MD5, SCRAM-SHA-256), collects `ParameterStatus` and `BackendKeyData`,
+    /// and waits for the first `ReadyForQuery`.
+    pub(crate) async fn connect(io: I, config: &StartupConfig) -> Result<Self, Error> {
+        let mut client = Core {
+            io,
+            session: Session::new(),
+            cache: StatementCache::new(DEFAULT_CAPACITY),
+            close_queue: Arc::new(Mutex::new(Vec::new())),
+            next_statement: 0,
+            broken: false,
+            types: HashMap::new(),
+        };
+        client.startup(config).await?;
+        Ok(client)
+    }
+
+    pub(crate) async fn startup(&mut self, config: &StartupConfig) -> Result<(), Error> {
+        frontend::startup_message(config.startup_params(), &mut self.session.out)
+            .map_err(|e| Error::with_source(ErrorKind::Config, "invalid startup parameter", e))?;
+        self.send_out().await?;
+        let password = || {
+            config.password.as_deref().ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Config,
+                    format!(
+                        "the server asks for a password for user \"{}\" but none was given",
+                        config.user
+                    ),
+                )
+            })
+        };
+        let auth_err = |what: &str, e: std::io::Error| {
+            Error::with_source(ErrorKind::Authentication, what.to_owned(), e)
+        };
+        let mut scram: Option<ScramSha256> = None;
+        loop {
+            match self.recv().await? {
+                Message::AuthenticationOk => {}
+                Message::AuthenticationCleartextPassword => {
+                    let pw = password()?;
+                    frontend::password_message(pw.as_bytes(), &mut self.session.out)
+                        .map_err(|e| auth_err("invalid password", e))?;
+                    self.send_out().await?;
+                }
+                Message::AuthenticationMd5Password(body) => {
+                    let pw = password()?;
+                    let hash = md5_hash(config.user.as_bytes(), pw.as_bytes(), body.salt());
+                    frontend::password_message(hash.as_bytes(), &mut self.session.out)
+                        .map_err(|e| auth_err("invalid password", e))?;
+                    self.send_out().await?;
+                }
+                Message::AuthenticationSasl(body) => {
+                    let mechanisms: Vec<String> = body
+                        .mechanisms()
+                        .map(|m| Ok(m.to_owned()))
+                        .collect()
+                        .map_err(|e| auth_err("invalid SASL mechanism list", e))?;
+                    if !mechanisms.iter().any(|m| m == sasl::SCRAM_SHA_256) {
+                        return Err(self.fail(Error::new(
+                            ErrorKind::Authentication,
+                            format!(
+                                "no supported SASL mechanism offered (server offers {mechanisms:?})"
+                            ),
+                        )));
+                    }
+                    let pw = password()?;
+                    let s = ScramSha256::new(pw.as_bytes(), ChannelBinding::unsupported());
+                    frontend::sasl_initial_response(
+                        sasl::SCRAM_SHA_256,
+                        s.message(),
+                        &mut self.session.out,
+                    )
+                    .map_err(|e| auth_err("SASL", e))?;
+                    scram = Some(s);
+                    self.send_out().await?;
+                }
+                Message::AuthenticationSaslContinue(body) => {
+                    let s = scram.as_mut().ok_or_else(|| {
+                        Error::protocol("SASL continuation without a SASL exchange")
+                    })?;
+                    s.update(body.data())
+                        .map_err(|e| auth_err("SCRAM-SHA-256 exchange failed", e))?;
+                    frontend::sasl_response(s.message(), &mut self.session.out)
+                        .map_err(|e| auth_err("SASL", e))?;
+                    self.send_out().await?;
+                }
+                Message::AuthenticationSaslFinal(body) => {
+                    let s = scram.as_mut().ok_or_else(|| {
+                        Error::protocol("SASL final message without a SASL exchange")
+                    })?;
+                    s.finish(body.data()).map_err(|e| {
+                        auth_err("SCRAM-SHA-256 server signature verification failed", e)
+                    })?;
+                }
+                Message::BackendKeyData(body) => {
+                    self.session.backend_key = Some((body.process_id(), body.secret_key()));
+                }
+                Message::ReadyForQuery(body) => {
+                    self.session.set_status(body.status())?;
+                    return Ok(());
+                }
+                Message::ErrorResponse(body) => {
+                    let db = DbError::parse(&mut body.fields()).map_err(|e| {
+                        Error::with_source(ErrorKind::Protocol, "invalid ErrorResponse", e)
+                    })?;
+                    self.broken = true;
+                    return Err(Error::db(db));
+                }
+                Message::AuthenticationGss
+                | Message::AuthenticationKerberosV5
+                | Message::AuthenticationScmCredential
+                | Message::AuthenticationSspi
+                | Message::AuthenticationGssContinue(_) => {
+                    return Err(self.fail(Error::new(
+                        ErrorKind::Authentication,
+                        "the server asks for an authentication method this client does not \
+                         support (GSSAPI, SSPI, Kerberos or SCM credentials)",
+                    )));
+                }
+                other => return Err(self.fail(unexpected(&other))),
+            }
+        }
+    }
+
+    // ----- plumbing -------------------------------------------------------------------
+
+    pub(crate) fn fail(&mut self, e: Error) -> Error {
+        if poisons(&e) || e.kind() == ErrorKind::Authentication {
+            self.broken = true;
+        }
+        e
+    }
+
+    pub(crate) fn check_open(&self) -> Result<(), Error> {
+        if self.broken {
+            Err(Error::closed())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Hands the queued frontend bytes to the transport.
+    pub(crate) async fn send_out(&mut self) -> Result<(), Error> {
+        if self.session.out.is_empty() {
+            return Ok(());
+        }
+        let result = self.io.send(&self.session.out).await;
+        self.session.out.clear();
+        result.inspect_err(|_| self.broken = true)
+    }
+
+    /// The next message of the current reply (asynchronous ones are consumed).
+    pub(crate) async fn recv(&mut self) -> Result<Message, Error> {
+        loop {
+            match self.session.poll_message() {
+                Ok(Some(message)) => return Ok(message),
+                Ok(None) => {}
+                Err(e) => return Err(self.fail(e)),
+            }
+            if !self.session.out.is_empty() {
+                self.send_out().await?;
+            }
+            let before = self.session.input.len();
+            if let Err(e) = self.io.receive(&mut self.session.input).await {
+                self.broken = true;
+                return Err(e);
+            }
+            if self.session.input.len() == before {
+                self.broken = true;
+                return Err(Error::protocol(
+                    "the transport returned no data (it must block until some is available)",
+                ));
+            }
+        }
+    }
+
+    /// Writes `Close` messages for statements whose last handle was dropped.
+    pub(crate) fn write_pending_closes(&mut self) {
+        let names: Vec<String> = {
+            let mut queue = self.close_queue.lock().unwrap_or_else(|p| p.into_inner());
+            std::mem::take(&mut *queue)
+        };
+        for name in names {
+            // Names are generated by us and contain no NUL byte.
+            let _ = frontend::close(b'S', &name, &mut self.session.out);
+        }
+    }
+
+    /// Encodes a request into the output buffer; on failure the partial request is
+    /// removed again (pending `Close`s written before it stay queued).
+    pub(crate) fn encode(
+        &mut self,
+        f: impl FnOnce(&mut BytesMut) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let mark = self.session.out.len();
+        let result = f(&mut self.session.out);
+        if result.is_err() {
+            self.session.out.truncate(mark);
+        }
+        result
+    }
+
+    /// Reads replies until `ReadyForQuery`, passing each to `on_message`. Returns the
+    /// first error: a server `ErrorResponse` or one returned by `on_message`. Transport
+    /// and protocol failures return at once (the connection is then unusable).
+    pub(crate) async fn finish(
+        &mut self,
+        drain: Drain,
+        mut on_message: impl FnMut(Message) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let mut reply = Reply::new(drain);
+        while let Some(message) = self.next_reply(&mut reply).await? {
+            if let Err(e) = on_message(message) {
+                self.record(&mut reply, e)?;
+            }
+        }
+        reply.into_result()
+    }
+
+    /// Records an error met while handling a reply message: protocol and transport
+    /// errors end the call (and poison the connection); others are kept as the call's
+    /// result while the reply is read on to `ReadyForQuery`.
+    pub(crate) fn record(&mut self, reply: &mut Reply, e: Error) -> Result<(), Error> {
+        if poisons(&e) {
+            return Err(self.fail(e));
+        }
+        reply.first.get_or_insert(e);
+        Ok(())
+    }
+
+    /// The next message of the current reply that the caller must handle, or `None`
+    /// after `ReadyForQuery`. Server errors are recorded in `reply` (a `FATAL` one ends
+    /// the call); an unexpected copy-in request is refused.
+    pub(crate) async fn next_reply(&mut self, reply: &mut Reply) -> Result<Option<Message>, Error> {
+        loop {
+            let message = self.recv().await?;
+            match message {
+                Message::ReadyForQuery(body) => {
+                    if let Err(e) = self.session.set_status(body.status()) {
+                        return Err(self.fail(e));
+                    }
+                    return Ok(None);
+                }
+                Message::ErrorResponse(body) => {
+                    let db = match DbError::parse(&mut body.fields()) {
+                        Ok(db) => db,
+                        Err(e) => {
+                            return Err(self.fail(Error::with_source(
+                                ErrorKind::Protocol,
+                                "invalid ErrorResponse",
+                                e,
+                            )));
+                        }
+                    };
+                    if matches!(db.severity(), "FATAL" | "PANIC")
+                        || matches!(db.parsed_severity(), Some("FATAL" | "PANIC"))
+                    {
+                        self.broken = true;
+                        return Err(Error::db(db));
+                    }
+                    reply.first.get_or_insert(Error::db(db));
+                }
+                Message::CopyInResponse(_) if reply.drain != Drain::CopyIn => {
+                    let _ = frontend::copy_fail(
+                        "COPY FROM STDIN is only supported through copy_in",
+                        &mut self.session.out,
+                    );
+                    if reply.drain == Drain::Extended {
+                        frontend::sync(&mut self.session.out);
+                    }
+                    self.send_out().await?;
+                    reply.first.get_or_insert(Error::new(
+                        ErrorKind::Usage,
+                        "COPY ... FROM STDIN must be run with copy_in",
+                    ));
+                }
+                other => return Ok(Some(other)),
+            }
+        }
+    }
+
+    // ----- simple query protocol ------------------------------------------------------
+
+    pub(crate) async fn start_simple(&mut self, sql: &str) -> Result<(), Error> {
+        self.check_open()?;
+        self.write_pending_closes();
+        self.encode(|out| {
+            frontend::query(sql, out)
+                .map_err(|e| Error::with_source(ErrorKind::Usage, "invalid query text", e))
+        })?;
+        self.send_out().await
+    }
+
+    /// Runs one or more `;`-separated statements with the simple-query protocol and
+    /// returns one [`SimpleResult`] per statement (values in text form). Statements
+    /// after a failing one are not run; the error is returned.
+    pub(crate) async fn simple_query(&mut self, sql: &str) -> Result<Vec<SimpleResult>, Error> {
+        self.start_simple(sql).await?;
+        let mut results = Vec::new();
+        let mut current: Option<SimpleResult> = None;
+        let mut discarded = false;
+        let result = self
+            .finish(Drain::Simple, |message| {
+                match message {
+                    Message::RowDescription(body) => {
+                        let columns = body
+                            .fields()
+                            .map(|f| {
+                                Ok(SimpleColumn {
+                                    name: f.name().to_owned(),
+                                    type_oid: f.type_oid(),
+                                })
+                            })
+                            .collect()
+                            .map_err(|e| {
+                                Error::with_source(ErrorKind::Protocol, "invalid RowDescription", e)
+                            })?;
+                        current = Some(SimpleResult {
+                            columns,
+                            ..SimpleResult::default()
+                        });
+                    }
+                    Message::DataRow(body) => {
+                        let result = current
+                            .as_mut()
+                            .ok_or_else(|| Error::protocol("DataRow without RowDescription"))?;
+                        result.rows.push(text_row(&body)?);
+                    }
+                    Message::CommandComplete(body) => {
+                        let tag = body.tag().map_err(|e| {
+                            Error::with_source(ErrorKind::Protocol, "invalid CommandComplete", e)
+                        })?;
+                        discarded |= discards_statements(tag);
+                        let mut result = current.take().unwrap_or_default();
+                        result.rows_affected = rows_affected(tag);
+                        result.command_tag = tag.to_owned();
+                        results.push(result);
+                    }
+                    Message::EmptyQueryResponse | Message::CloseComplete => {}
+                    Message::CopyOutResponse(_) => {
+                        return Err(Error::new(
+                            ErrorKind::Usage,
+                            "COPY ... TO STDOUT must be run with Client::copy_out",
+                        ));
+                    }
+                    Message::CopyData(_) | Message::CopyDone => {}
+                    other => return Err(unexpected(&other)),
+                }
+                Ok(())
+            })
+            .await;
+        if discarded {
+            self.cache.clear();
+        }
+        result?;
+        Ok(results)
+    }
+
+    /// Runs one or more `;`-separated statements, discarding any rows.
+    pub(crate) async fn batch_execute(&mut self, sql: &str) -> Result<(), Error> {
+        self.start_simple(sql).await?;
+        let mut discarded = false;
+        let result = self
+            .finish(Drain::Simple, |message| match message {
+                Message::CopyOutResponse(_) => Err(Error::new(
+                    ErrorKind::Usage,
+                    "COPY ... TO STDOUT must be run with Client::copy_out",
+                )),
+                Message::ErrorResponse(_) | Message::ReadyForQuery(_) => Ok(()),
+                Message::CommandComplete(body) => {
+                    discarded |= body.tag().is_ok_and(discards_statements);
+                    Ok(())
+                }
+                Message::RowDescription(_)
+                | Message::DataRow(_)
+                | Message::EmptyQueryResponse
+                | Message::CloseComplete
+                | Message::CopyData(_)
+                | Message::CopyDone => Ok(()),
+                other => Err(unexpected(&other)),
+            })
+            .await;
+        if discarded {
+            self.cache.clear();
+        }
+        result
+    }
+
+    /// Runs a single statement with the simple protocol and returns its command tag.
+    pub(crate) async fn command(&mut self, sql: &str) -> Result<String, Error> {
+        let results = self.simple_query(sql).await?;
+        Ok(results
+            .into_iter()
+            .last()
+            .map(|r| r.command_tag)
+            .unwrap_or_default())
+    }
+
+    // ----- preparing ------------------------------------------------------------------
+
+    pub(crate) async fn prepare_with_name(
+        &mut self,
+        name: String,
+        sql: &str,
+        types: &[Type],
+    ) -> Result<Statement, Error> {
+        self.check_open()?;
+        self.write_pending_closes();
+        self.encode(|out| {
+            let oids = types.iter().map(Type::oid);
+            frontend::parse(&name, sql, oids, out)
+                .and_then(|()| frontend::describe(b'S', &name, out))
+                .map_err(|e| Error::with_source(ErrorKind::Usage, "invalid statement text", e))?;
+            frontend::sync(out);
+            Ok(())
+        })?;
+        self.send_out().await?;
+
+        let mut params: Option<Vec<u32>> = None;
+        let mut columns: Option<Vec<RawColumn>> = None;
+        self.finish(Drain::Extended, |message| {
+            match message {
+                Message::ParseComplete | Message::CloseComplete => {}
+                Message::ParameterDescription(body) => {
+                    let types = body.parameters().collect().map_err(|e| {
+                        Error::with_source(ErrorKind::Protocol, "invalid ParameterDescription", e)
+                    })?;
+                    params = Some(types);
+                }
+                Message::RowDescription(body) => columns = Some(parse_columns(&body)?),
+                Message::NoData => columns = Some(Vec::new()),
+                other => return Err(unexpected(&other)),
+            }
+            Ok(())
+        })
+        .await?;
+        let (Some(param_oids), Some(raw_columns)) = (params, columns) else {
+            return Err(self.fail(Error::protocol(
+                "the server did not describe the prepared statement",
+            )));
+        };
+        let resolved = self.resolve_statement_types(&param_oids, raw_columns).await;
+        let (params, columns) = match resolved {
+            Ok(v) => v,
+            Err(e) => {
+                if !name.is_empty() {
+                    self.close_queue
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(name);
+                }
+                return Err(e);
+            }
+        };
+        let queue = (!name.is_empty()).then_some(&self.close_queue);
+        Ok(Statement::new(name, sql.to_owned(), params, columns, queue))
+    }
+
+    async fn resolve_statement_types(
+        &mut self,
+        param_oids: &[u32],
+        raw_columns: Vec<RawColumn>,
+    ) -> Result<(Vec<Type>, Vec<Column>), Error> {
+        let mut params = Vec::with_capacity(param_oids.len());
+        for &oid in param_oids {
+            params.push(self.resolve_type(oid).await?);
+        }
+        let mut columns = Vec::with_capacity(raw_columns.len());
+        for raw in raw_columns {
+            let ty = self.resolve_type(raw.type_oid).await?;
+            columns.push(Column::new(raw.name, ty, raw.table_oid, raw.column_id));
+        }
+        Ok((params, columns))
+    }
+
+    pub(crate) fn next_statement_name(&mut self) -> String {
+        self.next_statement += 1;
+        format!("pglite_s{}", self.next_statement)
+    }
+
+    /// Prepares a named statement on the server; parameter types are inferred.
+    pub(crate) async fn prepare(&mut self, sql: &str) -> Result<Statement, Error> {
+        self.prepare_typed(sql, &[]).await
+    }
+
+    /// Prepares a named statement, fixing the types of the first `types.len()`
+    /// parameters (the server infers the rest).
+    pub(crate) async fn prepare_typed(
+        &mut self,
+        sql: &str,
+        types: &[Type],
+    ) -> Result<Statement, Error> {
+        let name = self.next_statement_name();
+        self.prepare_with_name(name, sql, types).await
+    }
+
+    /// Describes a statement — parameter types and result columns — without leaving a
+    /// named statement on the server (it uses the unnamed statement). The result can
+    /// still be passed to `query`/`execute`, which then parse it again.
+    pub(crate) async fn describe(&mut self, sql: &str) -> Result<Statement, Error> {
+        self.prepare_with_name(String::new(), sql, &[]).await
+    }
+
+    pub(crate) async fn cached_statement(&mut self, sql: &str) -> Result<Statement, Error> {
+        if let Some(stmt) = self.cache.get(sql) {
+            return Ok(stmt);
+        }
+        if self.cache.capacity() == 0 {
+            return self.describe(sql).await;
+        }
+        let stmt = self.prepare(sql).await?;
+        self.cache.insert(sql, stmt.clone());
+        Ok(stmt)
+    }
+
+    // ----- extended query protocol ----------------------------------------------------
+
+    /// Writes `[Parse]` (for unnamed statements), `Bind`, `Execute`, `Sync`.
+    pub(crate) fn encode_execute(
+        &mut self,
+        stmt: &Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<(), Error> {
+        if params.len() != stmt.params().len() {
+            return Err(Error::new(
+                ErrorKind::Usage,
+                format!(
+                    "the statement has {} parameter(s) but {} value(s) were given",
+                    stmt.params().len(),
+                    params.len()
+                ),
+            ));
+        }
+        let mut values = BytesMut::new();
+        let mut formats = Vec::with_capacity(params.len());
+        let mut ranges: Vec<Option<Range<usize>>> = Vec::with_capacity(params.len());
+        for (i, (param, ty)) in params.iter().zip(stmt.params()).enumerate() {
+            let start = values.len();
+            let (is_null, format) = match param.to_sql_checked(ty, &mut values) {
+                Ok(is_null) => (is_null, param.encode_format(ty)),
+                Err(e) if e.is::<WrongType>() => {
+                    // A value that converts to text (e.g. a String for an enum, domain,
+                    // inet or json parameter) is sent in text form for the server to parse.
+                    values.truncate(start);
+                    match param.to_sql_checked(&Type::TEXT, &mut values) {
+                        Ok(is_null) => (is_null, Format::Text),
+                        Err(_) => {
+                            values.truncate(start);
+                            return Err(Error::conversion(
+                                format!("cannot convert parameter ${} to type {}", i + 1, ty),
+                                e,
+                            ));
+                        }
+                    }
+                }
+                Err(e) => {
+                    return Err(Error::conversion(
+                        format!("cannot convert parameter ${} to type {}", i + 1, ty),
+                        e,
+                    ));
+                }
+            };
+            ranges.push(match is_null {
+                postgres_types::IsNull::Yes => {
+                    values.truncate(start);
+                    None
+                }
+                postgres_types::IsNull::No => Some(start..values.len()),
+            });
+            formats.push(match format {
+                Format::Text => 0,
+                Format::Binary => 1,
+            });
+        }
+        self.write_pending_closes();
+        self.encode(|out| {
+            if stmt.name().is_empty() {
+                frontend::parse("", stmt.sql(), stmt.params().iter().map(Type::oid), out).map_err(
+                    |e| Error::with_source(ErrorKind::Usage, "invalid statement text", e),
+                )?;
+            }
+            let result_formats = stmt.columns().iter().map(Column::format_code);
+            frontend::bind(
+                "",
+                stmt.name(),
+                formats,
+                ranges,
+                |range, buf| {
+                    Ok(match range {
+                        None => postgres_protocol::IsNull::Yes,
+                        Some(range) => {
+                            buf.put_slice(&values[range]);
+                            postgres_protocol::IsNull::No
+                        }
+                    })
+                },
+                result_formats,
+                out,
+            )
+            .map_err(|e| match e {
+                frontend::BindError::Conversion(e) => {
+                    Error::conversion("cannot encode parameters", e)
+                }
+                frontend::BindError::Serialization(e) => {
+                    Error::with_source(ErrorKind::Usage, "cannot encode parameters", e)
+                }
+            })?;
+            frontend::execute("", 0, out)
+                .map_err(|e| Error::with_source(ErrorKind::Usage, "cannot encode Execute", e))?;
+            frontend::sync(out);
+            Ok(())
+        })
+    }
+
+    /// Runs `stmt`, handing each row to `sink`; returns the command tag.
+    pub(crate) async fn run_statement(
+        &mut self,
+        stmt: &Statement,
+        params: &[&(dyn ToSql + Sync)],
+        sink: &mut (dyn FnMut(DataRowBody) -> Result<(), Error> + Send),
+    ) -> Result<String, Error> {
+        self.check_open()?;
+        self.encode_execute(stmt, params)?;
+        self.send_out().await?;
+        let mut tag = String::new();
+        self.finish(Drain::Extended, |message| {
+            match message {
+                Message::ParseComplete
+                | Message::BindComplete
+                | Message::CloseComplete
+                | Message::EmptyQueryResponse
+                | Message::PortalSuspended => {}
+                Message::DataRow(body) => sink(body)?,
+                Message::CommandComplete(body) => {
+                    tag = body
+                        .tag()
+                        .map_err(|e| {
+                            Error::with_source(ErrorKind::Protocol, "invalid CommandComplete", e)
+                        })?
+                        .to_owned();
+                }
+                Message::CopyOutResponse(_) => {
+                    return Err(Error::new(
+                        ErrorKind::Usage,
+                        "COPY ... TO STDOUT must be run with Client::copy_out",
+                    ));
+                }
+                Message::CopyData(_) | Message::CopyDone => {}
+                other => return Err(unexpected(&other)),
+            }
+            Ok(())
+        })
+        .await?;
+        if discards_statements(&tag) {
+            self.cache.clear();
+        }
+        Ok(tag)
+    }
+
+    /// Resolves the statement (through the cache for SQL text) and runs it. A cached
+    /// statement the server can no longer use ("cached plan must not change result
+    /// type" after DDL) is dropped from the cache and, outside a transaction, retried
+    /// once with a fresh one.
+    pub(crate) async fn run<S: ToStatement + ?Sized>(
+        &mut self,
+        stmt: &S,
+        params: &[&(dyn ToSql + Sync)],
+        sink: &mut RowSink<'_>,
+    ) -> Result<String, Error> {
+        match stmt.statement_source() {
+            StatementSource::Statement(stmt) => {
+                let columns = stmt.columns_arc().clone();
+                self.run_statement(stmt, params, &mut |body| sink(&columns, body))
+                    .await
+            }
+            StatementSource::Sql(sql) => {
+                let mut retried = false;
+                loop {
+                    let stmt = self.cached_statement(sql).await?;
+                    let columns = stmt.columns_arc().clone();
+                    let result = self
+                        .run_statement(&stmt, params, &mut |body| sink(&columns, body))
+                        .await;
+                    match result {
+                        Err(e) if is_stale_plan(&e) => {
+                            self.cache.remove(sql);
+                            if retried || self.session.status != TransactionStatus::Idle {
+                                return Err(e);
+                            }
+                            retried = true;
+                        }
+                        other => return other,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs a statement with parameters and returns all its rows.
+    ///
+    /// SQL text is prepared once and kept in the client's statement cache.
+    pub(crate) async fn query<S: ToStatement + ?Sized>(
+        &mut self,
+        stmt: &S,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, Error> {
+        let mut rows = Vec::new();
+        self.run(stmt, params, &mut |columns, body| {
+            rows.push(Row::new(columns.clone(), body)?);
+            Ok(())
+        })
+        .await?;
+        Ok(rows)
+    }
+
+    /// Runs a statement that must return exactly one row.
+    pub(crate) async fn query_one<S: ToStatement + ?Sized>(
+        &mut self,
+        stmt: &S,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, Error> {
+        let (first, count) = self.query_first(stmt, params).await?;
+        match (first, count) {
+            (Some(row), 1) => Ok(row),
+            (_, n) => Err(Error::new(
+                ErrorKind::UnexpectedRowCount,
+                format!("query_one expects exactly one row, the query returned {n}"),
+            )),
+        }
+    }
+
+    /// Runs a statement that must return at most one row.
+    pub(crate) async fn query_opt<S: ToStatement + ?Sized>(
+        &mut self,
+        stmt: &S,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, Error> {
+        let (first, count) = self.query_first(stmt, params).await?;
+        if count > 1 {
+            return Err(Error::new(
+                ErrorKind::UnexpectedRowCount,
+                format!("query_opt expects at most one row, the query returned {count}"),
+            ));
+        }
+        Ok(first)
+    }
+
+    pub(crate) async fn query_first<S: ToStatement + ?Sized>(
+        &mut self,
+        stmt: &S,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<(Option<Row>, u64), Error> {
+        let mut first = None;
+        let mut count = 0u64;
+        self.run(stmt, params, &mut |columns, body| {
+            if count == 0 {
+                first = Some(Row::new(columns.clone(), body)?);
+            }
+            count += 1;
+            Ok(())
+        })
+        .await?;
+        Ok((first, count))
+    }
+
+    /// Runs a statement and returns the number of rows it affected (or returned).
+    pub(crate) async fn execute<S: ToStatement + ?Sized>(
+        &mut self,
+        stmt: &S,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, Error> {
+        let mut returned = 0u64;
+        let tag = self
+            .run(stmt, params, &mut |_, _| {
+                returned += 1;
+                Ok(())
+            })
+            .await?;
+        Ok(rows_affected(&tag).unwrap_or(returned))
+    }
+
+    // ----- COPY -----------------------------------------------------------------------
+
+    pub(crate) fn copy_start(&mut self, sql: &str) -> Result<(), Error> {
+        self.check_open()?;
+        self.write_pending_closes();
+        self.encode(|out| {
+            frontend::query(sql, out)
+                .map_err(|e| Error::with_source(ErrorKind::Usage, "invalid query text", e))
+        })
+    }
+
+    /// Appends a frontend message (for COPY data) and hands the buffer to the transport
+    /// when it grows past `threshold` bytes.
+    pub(crate) async fn queue_bytes(
+        &mut self,
+        write: impl FnOnce(&mut BytesMut),
+        threshold: usize,
+    ) -> Result<(), Error> {
+        write(&mut self.session.out);
+        if self.session.out.len() >= threshold {
+            self.send_out().await?;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn flush_out(&mut self) -> Result<(), Error> {
+        self.send_out().await
+    }
+
+    // ----- notifications, state -------------------------------------------------------
+
+    pub(crate) fn notifications(&mut self) -> Vec<Notification> {
+        self.session.notifications.drain(..).collect()
+    }
+
+    pub(crate) async fn poll_notifications(&mut self) -> Result<Vec<Notification>, Error> {
+        self.batch_execute("").await?;
+        Ok(self.notifications())
+    }
+
+    /// Sends `Terminate` and flushes.
+    pub(crate) async fn close(&mut self) -> Result<(), Error> {
+        if self.broken {
+            return Ok(());
+        }
+        self.broken = true;
+        frontend::terminate(&mut self.session.out);
+        let result = self.io.send(&self.session.out).await;
+        self.session.out.clear();
+        result?;
+        self.io.flush().await
+    }
+}
+
+/// True for command tags after which the server has no prepared statements left.
+fn discards_statements(tag: &str) -> bool {
+    tag == "DISCARD ALL" || tag == "DEALLOCATE ALL"
+}
+
+fn is_stale_plan(e: &Error) -> bool {
+    e.as_db_error().is_some_and(|db| {
+        (*db.code() == SqlState::FEATURE_NOT_SUPPORTED
+            && db
+                .message()
+                .contains("cached plan must not change result type"))
+            // DEALLOCATE/DISCARD run behind the cache's back.
+            || *db.code() == SqlState::INVALID_SQL_STATEMENT_NAME
+    })
+}
+
+/// A result column as described, before its type is resolved.
+struct RawColumn {
+    name: String,
+    type_oid: u32,
+    table_oid: u32,
+    column_id: i16,
+}
+
+fn parse_columns(body: &RowDescriptionBody) -> Result<Vec<RawColumn>, Error> {
+    body.fields()
+        .map(|f| {
+            Ok(RawColumn {
+                name: f.name().to_owned(),
+                type_oid: f.type_oid(),
+                table_oid: f.table_oid(),
+                column_id: f.column_id(),
+            })
+        })
+        .collect()
+        .map_err(|e| Error::with_source(ErrorKind::Protocol, "invalid RowDescription", e))
+}
+
+fn text_row(body: &DataRowBody) -> Result<Vec<Option<String>>, Error> {
+    let buf = body.buffer();
+    body.ranges()
+        .map(|r| Ok(r.map(|r| String::from_utf8_lossy(&buf[r]).into_owned())))
+        .collect()
+        .map_err(|e| Error::with_source(ErrorKind::Protocol, "invalid DataRow", e))
+}
