@@ -30,6 +30,8 @@
 //! a parameter of another type is sent as text for the server to parse.
 #![deny(missing_docs)]
 
+#[cfg(feature = "tokio")]
+mod async_client;
 mod cache;
 mod client;
 mod config;
@@ -51,6 +53,8 @@ mod transport;
 mod typeinfo;
 mod types;
 
+#[cfg(feature = "tokio")]
+pub use crate::async_client::{AsyncClient, AsyncTransaction};
 pub use crate::client::Client;
 pub use crate::config::StartupConfig;
 pub use crate::connect::SocketTransport;
@@ -70,6 +74,10 @@ pub use crate::transport::{TcpTransport, Transport};
 pub use crate::types::Interval;
 
 pub use postgres_types::{FromSql, IsNull, Json, Kind, Oid, ToSql, Type};
+
+/// Re-exported tokio (feature `tokio`), whose I/O traits appear in [`AsyncClient`]'s API.
+#[cfg(feature = "tokio")]
+pub use tokio;
 
 /// Re-exported dependencies whose types appear in this crate's API.
 pub use {

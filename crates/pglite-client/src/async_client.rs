@@ -1,0 +1,578 @@
+//! The async driver over tokio: [`AsyncClient`] runs the same protocol core as the
+//! blocking [`Client`](crate::Client) on tokio TCP or Unix sockets.
+
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use postgres_protocol::message::backend::Message;
+use postgres_types::{ToSql, Type};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+#[cfg(unix)]
+use tokio::net::UnixStream;
+
+use crate::connect::{all_failed, check_tls};
+use crate::connstr::{Config, Host};
+use crate::copy::{CHUNK, CopySink, CopySource};
+use crate::core::Core;
+use crate::error::{DbError, Error, ErrorKind};
+use crate::io::Io;
+use crate::notify::Notification;
+use crate::protocol::{TransactionStatus, unexpected};
+use crate::row::{Row, SimpleResult};
+use crate::statement::{Statement, ToStatement};
+
+/// A tokio socket to a PostgreSQL server.
+#[derive(Debug)]
+enum Stream {
+    Tcp(TcpStream),
+    #[cfg(unix)]
+    Unix(UnixStream),
+}
+
+/// Buffered async socket I/O for the core.
+#[derive(Debug)]
+pub(crate) struct TokioIo {
+    stream: Stream,
+    out: Vec<u8>,
+}
+
+impl TokioIo {
+    async fn write_out(&mut self) -> Result<(), Error> {
+        if !self.out.is_empty() {
+            match &mut self.stream {
+                Stream::Tcp(s) => s.write_all(&self.out).await?,
+                #[cfg(unix)]
+                Stream::Unix(s) => s.write_all(&self.out).await?,
+            }
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    async fn write_direct(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        match &mut self.stream {
+            Stream::Tcp(s) => s.write_all(bytes).await?,
+            #[cfg(unix)]
+            Stream::Unix(s) => s.write_all(bytes).await?,
+        }
+        Ok(())
+    }
+}
+
+impl Io for TokioIo {
+    async fn send(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        if self.out.len() + bytes.len() > CHUNK {
+            self.write_out().await?;
+        }
+        if bytes.len() >= CHUNK {
+            self.write_direct(bytes).await
+        } else {
+            self.out.extend_from_slice(bytes);
+            Ok(())
+        }
+    }
+
+    /// Cancel-safe when nothing is queued (`read_buf` loses no data when dropped).
+    async fn receive(&mut self, buf: &mut BytesMut) -> Result<(), Error> {
+        self.write_out().await?;
+        buf.reserve(CHUNK);
+        let n = match &mut self.stream {
+            Stream::Tcp(s) => s.read_buf(buf).await?,
+            #[cfg(unix)]
+            Stream::Unix(s) => s.read_buf(buf).await?,
+        };
+        if n == 0 {
+            return Err(Error::from(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the server closed the connection",
+            )));
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), Error> {
+        self.write_out().await?;
+        match &mut self.stream {
+            Stream::Tcp(s) => s.flush().await?,
+            #[cfg(unix)]
+            Stream::Unix(s) => s.flush().await?,
+        }
+        Ok(())
+    }
+}
+
+struct TokioReader<R>(R);
+
+impl<R: AsyncRead + Unpin> CopySource for TokioReader<R> {
+    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf).await
+    }
+}
+
+struct TokioWriter<W>(W);
+
+impl<W: AsyncWrite + Unpin> CopySink for TokioWriter<W> {
+    async fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.0.write_all(data).await
+    }
+    async fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush().await
+    }
+}
+
+/// An async connection to a PostgreSQL server over tokio TCP or Unix sockets.
+///
+/// The API mirrors the blocking [`Client`](crate::Client): the same statement cache,
+/// types, errors and COPY/transaction semantics, with `async` methods. Futures are
+/// `Send` (for `Send` arguments), so calls can run in spawned tasks.
+///
+/// A call whose future is dropped before it finishes (for example by a timeout) leaves
+/// the protocol mid-exchange: the connection is then closed for further use
+/// ([`ErrorKind::Closed`]). [`wait_for_notification`](AsyncClient::wait_for_notification)
+/// is the exception: its timeout is safe.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), pglite_client::Error> {
+/// use pglite_client::AsyncClient;
+/// let mut client = AsyncClient::connect_url("postgres://postgres@localhost/postgres").await?;
+/// let row = client.query_one("SELECT $1::int4 + 1", &[&41i32]).await?;
+/// assert_eq!(row.get::<_, i32>(0), 42);
+/// # Ok(()) }
+/// ```
+pub struct AsyncClient {
+    core: Core<TokioIo>,
+    /// A call was started and not finished (its future was dropped).
+    in_flight: bool,
+    /// Rollbacks scheduled by dropped [`AsyncTransaction`]s, run before the next call.
+    pending: Vec<String>,
+}
+
+impl fmt::Debug for AsyncClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncClient")
+            .field("core", &self.core)
+            .field("pending_rollbacks", &self.pending.len())
+            .finish()
+    }
+}
+
+async fn open(host: &Host, port: u16) -> Result<TokioIo, Error> {
+    let stream = match host {
+        Host::Tcp(name) => {
+            let s = TcpStream::connect((name.as_str(), port)).await?;
+            s.set_nodelay(true)?;
+            Stream::Tcp(s)
+        }
+        #[cfg(unix)]
+        Host::Unix(dir) => {
+            Stream::Unix(UnixStream::connect(dir.join(format!(".s.PGSQL.{port}"))).await?)
+        }
+        #[cfg(not(unix))]
+        Host::Unix(dir) => {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("Unix sockets are not available here ({})", dir.display()),
+            ));
+        }
+    };
+    Ok(TokioIo {
+        stream,
+        out: Vec::with_capacity(CHUNK),
+    })
+}
+
+/// Runs one call on the core, with the bookkeeping every call needs.
+macro_rules! call {
+    ($self:ident, $future:expr) => {{
+        $self.enter().await?;
+        let result = $future.await;
+        $self.in_flight = false;
+        result
+    }};
+}
+
+impl AsyncClient {
+    /// Connects as described by a libpq connection string (`postgres://…` URL or
+    /// `keyword=value`), trying each host in turn.
+    pub async fn connect_url(url: &str) -> Result<AsyncClient, Error> {
+        AsyncClient::connect(&url.parse::<Config>()?).await
+    }
+
+    /// Connects as described by `config`: each `(host, port)` in turn until one
+    /// accepts the start-up; `connect_timeout` bounds each attempt (socket and
+    /// authentication). TLS modes that require TLS are refused for now.
+    pub async fn connect(config: &Config) -> Result<AsyncClient, Error> {
+        let startup = config.startup_config();
+        let mut attempts = Vec::new();
+        for (host, port) in config.endpoints()? {
+            let where_ = format!("{host}:{port}");
+            let attempt = async {
+                check_tls(config, &host)?;
+                let io = open(&host, port).await?;
+                Core::connect(io, &startup).await
+            };
+            let result = match config.get_connect_timeout() {
+                Some(t) => tokio::time::timeout(t, attempt).await.unwrap_or_else(|_| {
+                    Err(Error::new(
+                        ErrorKind::Io,
+                        "timeout expired while connecting (connect_timeout)",
+                    ))
+                }),
+                None => attempt.await,
+            };
+            match result {
+                Ok(core) => {
+                    return Ok(AsyncClient {
+                        core,
+                        in_flight: false,
+                        pending: Vec::new(),
+                    });
+                }
+                Err(e) if e.kind() == ErrorKind::Config => return Err(e),
+                Err(e) => attempts.push((where_, e)),
+            }
+        }
+        Err(all_failed(attempts))
+    }
+
+    /// Marks the start of a call: a call abandoned earlier poisons the connection;
+    /// rollbacks scheduled by dropped transactions run first (their SQL errors are
+    /// ignored, as with the blocking client's drop).
+    async fn enter(&mut self) -> Result<(), Error> {
+        if self.in_flight {
+            self.core.broken = true;
+        }
+        self.core.check_open()?;
+        self.in_flight = true;
+        while !self.pending.is_empty() {
+            let sql = self.pending.remove(0);
+            if let Err(e) = self.core.batch_execute(&sql).await
+                && e.is_closed()
+            {
+                self.in_flight = false;
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs one or more `;`-separated statements with the simple-query protocol and
+    /// returns one [`SimpleResult`] per statement (values in text form).
+    pub async fn simple_query(&mut self, sql: &str) -> Result<Vec<SimpleResult>, Error> {
+        call!(self, self.core.simple_query(sql))
+    }
+
+    /// Runs one or more `;`-separated statements, discarding any rows.
+    pub async fn batch_execute(&mut self, sql: &str) -> Result<(), Error> {
+        call!(self, self.core.batch_execute(sql))
+    }
+
+    /// Runs one statement with the simple protocol and returns its command tag.
+    async fn command(&mut self, sql: &str) -> Result<String, Error> {
+        call!(self, self.core.command(sql))
+    }
+
+    /// Prepares a named statement on the server; parameter types are inferred.
+    pub async fn prepare(&mut self, sql: &str) -> Result<Statement, Error> {
+        call!(self, self.core.prepare(sql))
+    }
+
+    /// Prepares a named statement, fixing the types of the first `types.len()`
+    /// parameters.
+    pub async fn prepare_typed(&mut self, sql: &str, types: &[Type]) -> Result<Statement, Error> {
+        call!(self, self.core.prepare_typed(sql, types))
+    }
+
+    /// Describes a statement without leaving a named statement on the server.
+    pub async fn describe(&mut self, sql: &str) -> Result<Statement, Error> {
+        call!(self, self.core.describe(sql))
+    }
+
+    /// Runs a statement with parameters and returns all its rows (SQL text goes
+    /// through the statement cache).
+    pub async fn query<S: ToStatement + ?Sized>(
+        &mut self,
+        stmt: &S,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, Error> {
+        call!(self, self.core.query(stmt, params))
+    }
+
+    /// Runs a statement that must return exactly one row.
+    pub async fn query_one<S: ToStatement + ?Sized>(
+        &mut self,
+        stmt: &S,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, Error> {
+        call!(self, self.core.query_one(stmt, params))
+    }
+
+    /// Runs a statement that must return at most one row.
+    pub async fn query_opt<S: ToStatement + ?Sized>(
+        &mut self,
+        stmt: &S,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, Error> {
+        call!(self, self.core.query_opt(stmt, params))
+    }
+
+    /// Runs a statement and returns the number of rows it affected (or returned).
+    pub async fn execute<S: ToStatement + ?Sized>(
+        &mut self,
+        stmt: &S,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, Error> {
+        call!(self, self.core.execute(stmt, params))
+    }
+
+    /// Runs `COPY ... FROM STDIN` and streams `reader` as its data; returns the number
+    /// of rows copied. A failing reader aborts the COPY (`CopyFail`).
+    pub async fn copy_in<R: AsyncRead + Unpin>(
+        &mut self,
+        sql: &str,
+        reader: R,
+    ) -> Result<u64, Error> {
+        call!(
+            self,
+            crate::copy::copy_in(&mut self.core, sql, TokioReader(reader))
+        )
+    }
+
+    /// Runs `COPY ... TO STDOUT`, writing the data to `writer`; returns the number of
+    /// rows copied.
+    pub async fn copy_out<W: AsyncWrite + Unpin>(
+        &mut self,
+        sql: &str,
+        writer: W,
+    ) -> Result<u64, Error> {
+        call!(
+            self,
+            crate::copy::copy_out(&mut self.core, sql, TokioWriter(writer))
+        )
+    }
+
+    /// Starts a transaction block (`BEGIN`).
+    pub async fn transaction(&mut self) -> Result<AsyncTransaction<'_>, Error> {
+        self.batch_execute("BEGIN").await?;
+        Ok(AsyncTransaction {
+            client: self,
+            savepoint: None,
+            depth: 0,
+            done: false,
+        })
+    }
+
+    /// Takes the notifications received so far (during any call).
+    pub fn notifications(&mut self) -> Vec<Notification> {
+        self.core.notifications()
+    }
+
+    /// Makes an empty round trip to pick up pending notifications, then takes all
+    /// received so far.
+    pub async fn poll_notifications(&mut self) -> Result<Vec<Notification>, Error> {
+        call!(self, self.core.poll_notifications())
+    }
+
+    /// Waits up to `timeout` for a notification (`LISTEN` first): returns one already
+    /// received, or the next the server sends, or `None` when the time is up.
+    /// Dropping this future is safe.
+    pub async fn wait_for_notification(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Option<Notification>, Error> {
+        if let Some(n) = self.core.session.notifications.pop_front() {
+            return Ok(Some(n));
+        }
+        // Scheduled rollbacks first; this leaves nothing queued to write, so the
+        // reads below can be abandoned without losing data.
+        self.enter().await?;
+        self.in_flight = false;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match self.core.session.poll_message() {
+                Ok(None) => {}
+                Ok(Some(Message::ErrorResponse(body))) => {
+                    self.core.broken = true;
+                    return Err(match DbError::parse(&mut body.fields()) {
+                        Ok(db) => Error::db(db),
+                        Err(e) => {
+                            Error::with_source(ErrorKind::Protocol, "invalid ErrorResponse", e)
+                        }
+                    });
+                }
+                Ok(Some(other)) => {
+                    self.core.broken = true;
+                    return Err(unexpected(&other));
+                }
+                Err(e) => {
+                    self.core.broken = true;
+                    return Err(e);
+                }
+            }
+            if let Some(n) = self.core.session.notifications.pop_front() {
+                return Ok(Some(n));
+            }
+            let receive = self.core.io.receive(&mut self.core.session.input);
+            match tokio::time::timeout_at(deadline, receive).await {
+                Err(_) => return Ok(None),
+                Ok(Err(e)) => {
+                    self.core.broken = true;
+                    return Err(e);
+                }
+                Ok(Ok(())) => {}
+            }
+        }
+    }
+
+    /// Sets the function called with each `NoticeResponse` (ignored by default).
+    pub fn set_notice_handler(&mut self, f: impl FnMut(&DbError) + Send + 'static) {
+        self.core.session.notice_handler = Some(Box::new(f));
+    }
+
+    /// The transaction state after the last call.
+    pub fn transaction_status(&self) -> TransactionStatus {
+        self.core.session.status
+    }
+
+    /// A run-time parameter the server reported (`server_version`, `TimeZone`, ...).
+    pub fn parameter(&self, name: &str) -> Option<&str> {
+        self.core.session.parameters.get(name).map(String::as_str)
+    }
+
+    /// The backend's process ID and secret key, if it sent them.
+    pub fn backend_key(&self) -> Option<(i32, i32)> {
+        self.core.session.backend_key
+    }
+
+    /// How many statements the SQL-text statement cache keeps (default 256).
+    pub fn statement_cache_capacity(&self) -> usize {
+        self.core.cache.capacity()
+    }
+
+    /// Changes the statement cache's capacity (0 disables it).
+    pub fn set_statement_cache_capacity(&mut self, capacity: usize) {
+        self.core.cache.set_capacity(capacity);
+    }
+
+    /// Empties the statement cache (the statements are closed with the next request).
+    pub fn clear_statement_cache(&mut self) {
+        self.core.cache.clear();
+    }
+
+    /// True if the connection can no longer be used (transport or protocol failure,
+    /// or an abandoned call).
+    pub fn is_closed(&self) -> bool {
+        self.core.broken || self.in_flight
+    }
+
+    /// Ends the session with `Terminate`.
+    pub async fn close(mut self) -> Result<(), Error> {
+        if self.in_flight {
+            return Ok(());
+        }
+        self.core.close().await
+    }
+}
+
+/// A transaction block (`BEGIN`) or, when nested, a savepoint, on an [`AsyncClient`].
+///
+/// Dereferences to the client. End it with [`commit`](AsyncTransaction::commit) or
+/// [`rollback`](AsyncTransaction::rollback). Dropping it without either cannot wait for
+/// the server, so it schedules the rollback: the client sends it before its next
+/// request.
+#[derive(Debug)]
+pub struct AsyncTransaction<'a> {
+    client: &'a mut AsyncClient,
+    savepoint: Option<String>,
+    depth: u32,
+    done: bool,
+}
+
+impl AsyncTransaction<'_> {
+    /// Starts a nested transaction: a `SAVEPOINT`.
+    pub async fn transaction(&mut self) -> Result<AsyncTransaction<'_>, Error> {
+        let depth = self.depth + 1;
+        let name = format!("pglite_sp_{depth}");
+        self.client
+            .batch_execute(&format!("SAVEPOINT {name}"))
+            .await?;
+        Ok(AsyncTransaction {
+            client: &mut *self.client,
+            savepoint: Some(name),
+            depth,
+            done: false,
+        })
+    }
+
+    /// Commits the transaction (or releases the savepoint). A failed transaction that
+    /// `COMMIT` rolled back is an error of kind [`ErrorKind::RolledBack`].
+    pub async fn commit(mut self) -> Result<(), Error> {
+        self.done = true;
+        match self.savepoint.clone() {
+            Some(name) => {
+                self.client
+                    .batch_execute(&format!("RELEASE SAVEPOINT {name}"))
+                    .await
+            }
+            None => {
+                let tag = self.client.command("COMMIT").await?;
+                if tag == "ROLLBACK" {
+                    return Err(Error::new(
+                        ErrorKind::RolledBack,
+                        "the transaction had failed, so COMMIT rolled it back",
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Rolls the transaction (or back to the savepoint) back.
+    pub async fn rollback(mut self) -> Result<(), Error> {
+        self.done = true;
+        let sql = self.rollback_sql();
+        self.client.batch_execute(&sql).await
+    }
+
+    fn rollback_sql(&self) -> String {
+        match &self.savepoint {
+            Some(name) => format!("ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}"),
+            None => "ROLLBACK".to_owned(),
+        }
+    }
+
+    /// The client the transaction runs on.
+    pub fn client(&mut self) -> &mut AsyncClient {
+        self.client
+    }
+}
+
+impl Deref for AsyncTransaction<'_> {
+    type Target = AsyncClient;
+
+    fn deref(&self) -> &AsyncClient {
+        self.client
+    }
+}
+
+impl DerefMut for AsyncTransaction<'_> {
+    fn deref_mut(&mut self) -> &mut AsyncClient {
+        self.client
+    }
+}
+
+impl Drop for AsyncTransaction<'_> {
+    fn drop(&mut self) {
+        if self.done
+            || self.client.is_closed()
+            || self.client.transaction_status() == TransactionStatus::Idle
+        {
+            return;
+        }
+        let sql = self.rollback_sql();
+        self.client.pending.push(sql);
+    }
+}

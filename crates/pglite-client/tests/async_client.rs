@@ -1,0 +1,364 @@
+//! The tokio driver against the native PostgreSQL server.
+#![cfg(feature = "tokio")]
+
+mod support;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use pglite_client::{AsyncClient, Config, ErrorKind, SqlState, TransactionStatus};
+use support::server;
+
+fn run<F: Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+fn url() -> String {
+    format!(
+        "postgres://postgres@127.0.0.1:{}/postgres?application_name=async-tests",
+        server().port
+    )
+}
+
+async fn connect() -> AsyncClient {
+    AsyncClient::connect_url(&url()).await.unwrap()
+}
+
+#[test]
+fn queries_params_and_cache() {
+    run(async {
+        let mut client = connect().await;
+        assert_eq!(client.parameter("application_name"), Some("async-tests"));
+        assert!(client.backend_key().is_some());
+        let results = client
+            .simple_query("SELECT 1; SELECT 'a', NULL")
+            .await
+            .unwrap();
+        assert_eq!(results.len(), 2);
+        assert_eq!(results[1].rows[0], vec![Some("a".to_owned()), None]);
+
+        client
+            .batch_execute("CREATE TEMP TABLE t (id int4 PRIMARY KEY, name text, tags text[])")
+            .await
+            .unwrap();
+        for i in 0..5i32 {
+            let n = client
+                .execute(
+                    "INSERT INTO t VALUES ($1, $2, $3)",
+                    &[&i, &format!("n{i}"), &vec!["x".to_owned(); i as usize]],
+                )
+                .await
+                .unwrap();
+            assert_eq!(n, 1);
+        }
+        let rows = client
+            .query(
+                "SELECT id, name, tags FROM t WHERE id >= $1 ORDER BY id",
+                &[&2i32],
+            )
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[0].get::<_, &str>("name"), "n2");
+        assert_eq!(rows[2].get::<_, Vec<String>>(2).len(), 4);
+        let one = client
+            .query_one("SELECT name FROM t WHERE id = $1", &[&4i32])
+            .await
+            .unwrap();
+        assert_eq!(one.get::<_, String>(0), "n4");
+        assert!(
+            client
+                .query_opt("SELECT 1 FROM t WHERE id = $1", &[&99i32])
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let err = client.query_one("SELECT id FROM t", &[]).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::UnexpectedRowCount);
+
+        // One prepared statement per distinct SQL text, reused.
+        let prepared = client
+            .query_one("SELECT count(*)::int8 FROM pg_prepared_statements", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0);
+        assert_eq!(prepared, 6, "INSERT, SELECT x4, and the count itself");
+
+        // Explicit statements and database-defined types.
+        client
+            .batch_execute("CREATE TYPE pg_temp.mood AS ENUM ('sad', 'ok')")
+            .await
+            .unwrap();
+        let stmt = client.prepare("SELECT $1::pg_temp.mood").await.unwrap();
+        assert_eq!(stmt.params()[0].name(), "mood");
+        let row = client.query_one(&stmt, &[&"ok"]).await.unwrap();
+        assert_eq!(row.get::<_, &str>(0), "ok");
+
+        // SQL errors leave the connection usable.
+        let err = client.query("SELEC 1", &[]).await.unwrap_err();
+        assert_eq!(err.code(), Some(&SqlState::SYNTAX_ERROR));
+        let err = client
+            .execute("INSERT INTO t VALUES (1, 'dup', '{}')", &[])
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some(&SqlState::UNIQUE_VIOLATION));
+        assert_eq!(
+            client
+                .query_one("SELECT 7", &[])
+                .await
+                .unwrap()
+                .get::<_, i32>(0),
+            7
+        );
+        client.close().await.unwrap();
+    });
+}
+
+#[test]
+fn unix_socket_and_spawned_tasks() {
+    run(async {
+        let config = Config::new()
+            .host_path(&server().dir)
+            .port(server().port)
+            .user("postgres")
+            .dbname("postgres");
+        let mut client = AsyncClient::connect(&config).await.unwrap();
+        // Futures are Send: the client can live in a spawned task.
+        let handle = tokio::spawn(async move {
+            let row = client.query_one("SELECT $1::text || '!'", &[&"hi"]).await?;
+            let text: String = row.get(0);
+            client.close().await?;
+            Ok::<_, pglite_client::Error>(text)
+        });
+        assert_eq!(handle.await.unwrap().unwrap(), "hi!");
+    });
+}
+
+#[test]
+fn transactions() {
+    run(async {
+        let mut client = connect().await;
+        client
+            .batch_execute("CREATE TEMP TABLE tx (v int4)")
+            .await
+            .unwrap();
+
+        let mut tx = client.transaction().await.unwrap();
+        tx.execute("INSERT INTO tx VALUES (1)", &[]).await.unwrap();
+        tx.commit().await.unwrap();
+
+        let mut tx = client.transaction().await.unwrap();
+        tx.execute("INSERT INTO tx VALUES (2)", &[]).await.unwrap();
+        tx.rollback().await.unwrap();
+
+        // Dropped without commit: the rollback runs before the next request.
+        {
+            let mut tx = client.transaction().await.unwrap();
+            tx.execute("INSERT INTO tx VALUES (3)", &[]).await.unwrap();
+        }
+        assert_eq!(
+            client.transaction_status(),
+            TransactionStatus::InTransaction
+        );
+        let values: Vec<i32> = client
+            .query("SELECT v FROM tx ORDER BY v", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(values, vec![1]);
+        assert_eq!(client.transaction_status(), TransactionStatus::Idle);
+
+        // Savepoints.
+        let mut tx = client.transaction().await.unwrap();
+        tx.execute("INSERT INTO tx VALUES (10)", &[]).await.unwrap();
+        {
+            let mut sp = tx.transaction().await.unwrap();
+            sp.execute("INSERT INTO tx VALUES (11)", &[]).await.unwrap();
+            sp.rollback().await.unwrap();
+        }
+        {
+            let mut sp = tx.transaction().await.unwrap();
+            sp.execute("INSERT INTO tx VALUES (12)", &[]).await.unwrap();
+            sp.commit().await.unwrap();
+        }
+        {
+            let mut sp = tx.transaction().await.unwrap();
+            sp.execute("INSERT INTO tx VALUES (13)", &[]).await.unwrap();
+            // dropped: ROLLBACK TO SAVEPOINT scheduled
+        }
+        tx.commit().await.unwrap();
+        let values: Vec<i32> = client
+            .query("SELECT v FROM tx ORDER BY v", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(values, vec![1, 10, 12]);
+
+        // A failed transaction: COMMIT rolls back and says so.
+        let mut tx = client.transaction().await.unwrap();
+        tx.execute("INSERT INTO tx VALUES (20)", &[]).await.unwrap();
+        tx.execute("SELECT 1/0", &[]).await.unwrap_err();
+        let err = tx.commit().await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::RolledBack, "{err}");
+        assert_eq!(client.transaction_status(), TransactionStatus::Idle);
+    });
+}
+
+#[test]
+fn copy_both_ways() {
+    run(async {
+        let mut client = connect().await;
+        client
+            .batch_execute("CREATE TEMP TABLE c (id int4, name text)")
+            .await
+            .unwrap();
+        let mut data = String::new();
+        for i in 0..10_000 {
+            data.push_str(&format!("{i}\tname {i}\n"));
+        }
+        let n = client
+            .copy_in("COPY c FROM STDIN", data.as_bytes())
+            .await
+            .unwrap();
+        assert_eq!(n, 10_000);
+        let mut out = Vec::new();
+        let n = client
+            .copy_out("COPY (SELECT * FROM c ORDER BY id) TO STDOUT", &mut out)
+            .await
+            .unwrap();
+        assert_eq!(n, 10_000);
+        assert_eq!(String::from_utf8(out).unwrap(), data);
+
+        // Bad data: a server error, the connection stays usable.
+        let err = client
+            .copy_in("COPY c FROM STDIN", &b"x\ty\n"[..])
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.code(),
+            Some(&SqlState::INVALID_TEXT_REPRESENTATION),
+            "{err}"
+        );
+        // COPY FROM STDIN through query is refused, the connection recovers.
+        let err = client.batch_execute("COPY c FROM STDIN").await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Usage);
+        assert_eq!(
+            client
+                .query_one("SELECT count(*)::int8 FROM c", &[])
+                .await
+                .unwrap()
+                .get::<_, i64>(0),
+            10_000
+        );
+    });
+}
+
+#[test]
+fn listen_notify() {
+    run(async {
+        let mut listener = connect().await;
+        let mut notifier = connect().await;
+        listener.batch_execute("LISTEN async_chan").await.unwrap();
+
+        let start = Instant::now();
+        let none = listener
+            .wait_for_notification(Duration::from_millis(100))
+            .await
+            .unwrap();
+        assert!(none.is_none());
+        assert!(start.elapsed() >= Duration::from_millis(90));
+        // The timeout left the connection usable.
+        assert!(!listener.is_closed());
+        listener.batch_execute("SELECT 1").await.unwrap();
+
+        // Notified while waiting.
+        let notify = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            notifier
+                .execute("SELECT pg_notify('async_chan', $1)", &[&"payload 1"])
+                .await
+                .map(|_| notifier)
+        });
+        let got = listener
+            .wait_for_notification(Duration::from_secs(10))
+            .await;
+        let mut notifier = notify.await.unwrap().unwrap();
+        let n = got.unwrap().expect("a notification");
+        assert_eq!(n.channel(), "async_chan");
+        assert_eq!(n.payload(), "payload 1");
+        assert_eq!(Some(n.process_id()), notifier.backend_key().map(|k| k.0));
+
+        // Already delivered before the wait: returned at once.
+        notifier
+            .batch_execute("NOTIFY async_chan, 'two'; NOTIFY async_chan, 'three'")
+            .await
+            .unwrap();
+        let a = listener
+            .wait_for_notification(Duration::from_secs(10))
+            .await
+            .unwrap()
+            .unwrap();
+        let b = listener
+            .wait_for_notification(Duration::from_secs(10))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((a.payload(), b.payload()), ("two", "three"));
+    });
+}
+
+#[test]
+fn abandoned_call_closes_the_connection() {
+    run(async {
+        let mut client = connect().await;
+        let result = tokio::time::timeout(
+            Duration::from_millis(50),
+            client.query("SELECT pg_sleep(2)", &[]),
+        )
+        .await;
+        assert!(result.is_err(), "timed out");
+        assert!(client.is_closed());
+        let err = client.query("SELECT 1", &[]).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Closed, "{err}");
+    });
+}
+
+#[test]
+fn connect_errors() {
+    run(async {
+        let err = AsyncClient::connect_url(&format!(
+            "postgres://{}:wrong@127.0.0.1:{}/postgres",
+            support::SCRAM_USER,
+            server().port
+        ))
+        .await
+        .unwrap_err();
+        assert_eq!(err.code(), Some(&SqlState::INVALID_PASSWORD), "{err}");
+        let client = AsyncClient::connect_url(&format!(
+            "postgres://{}:{}@127.0.0.1:{}/postgres?connect_timeout=5",
+            support::SCRAM_USER,
+            support::SCRAM_PASSWORD
+                .replace('é', "%C3%A9")
+                .replace(' ', "%20"),
+            server().port
+        ))
+        .await
+        .unwrap();
+        client.close().await.unwrap();
+        let err = AsyncClient::connect_url(&format!(
+            "postgres://postgres@127.0.0.1:{}/postgres?sslmode=require",
+            server().port
+        ))
+        .await
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+    });
+}
