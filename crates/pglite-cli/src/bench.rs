@@ -7,13 +7,13 @@
 //! new metrics and new target rows.
 
 use std::fmt::Write as _;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pglite::client::{Client, StartupConfig, TcpTransport};
 use pglite::{Error, Pglite, Row, SimpleResult, Statement, ToSql};
+use pglite_testkit::NativePostgres;
 use serde_json::json;
 
 /// Options of `pglite bench`.
@@ -32,7 +32,7 @@ pub struct BenchArgs {
     #[arg(long)]
     no_native: bool,
     /// Directory with a native PostgreSQL's `postgres`, `initdb` and `pg_ctl`
-    /// [default: the newest /usr/lib/postgresql/*/bin].
+    /// [default: $PGLITE_NATIVE_BIN, else the newest /usr/lib/postgresql/*/bin].
     #[arg(long, value_name = "DIR")]
     native_bin: Option<PathBuf>,
 }
@@ -439,7 +439,7 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
     // Stop the native server now; only its version is needed from here on.
     let native = native.map(|(server, client)| {
         client.close().ok();
-        server.version.clone()
+        server.version().to_string()
     });
 
     progress(&format!(
@@ -682,206 +682,26 @@ fn table(metrics: &[Metric], issue: u32) -> String {
     out
 }
 
-/// Start a native PostgreSQL and connect to it; `Err` says why it is not available.
-fn start_native(bin: Option<&Path>) -> Result<(NativeServer, Client<TcpTransport>), String> {
-    let bin = match bin {
-        Some(dir) => dir.to_path_buf(),
-        None => find_native_bin().ok_or("install postgresql")?,
-    };
+/// Start a native PostgreSQL (`pglite-testkit`: default durability, trust on
+/// loopback) and connect to it; `Err` says why it is not available.
+fn start_native(bin: Option<&Path>) -> Result<(NativePostgres, Client<TcpTransport>), String> {
+    let mut builder = NativePostgres::builder().prefix("pglite-bench-native-");
+    if let Some(dir) = bin {
+        builder = builder.bin_dir(dir);
+    }
+    progress("starting a native PostgreSQL");
+    let server = builder.start().map_err(|e| e.to_string())?;
     progress(&format!(
-        "starting a native PostgreSQL from {}",
-        bin.display()
+        "native PostgreSQL {} from {} on port {}",
+        server.version(),
+        server.bin_dir().display(),
+        server.port()
     ));
-    let server = NativeServer::start(&bin)?;
-    let client = server.connect().map_err(|e| format!("connecting: {e}"))?;
+    let transport = TcpTransport::connect(("127.0.0.1", server.port()))
+        .map_err(|e| format!("connecting: {e}"))?;
+    let client = Client::connect(transport, &StartupConfig::new("postgres", "postgres"))
+        .map_err(|e| format!("connecting: {e}"))?;
     Ok((server, client))
-}
-
-/// The newest `/usr/lib/postgresql/<version>/bin` with `postgres`, `initdb`, `pg_ctl`.
-fn find_native_bin() -> Option<PathBuf> {
-    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .filter_map(|entry| {
-            let entry = entry.ok()?;
-            let version: u32 = entry.file_name().to_str()?.parse().ok()?;
-            let bin = entry.path().join("bin");
-            ["postgres", "initdb", "pg_ctl"]
-                .iter()
-                .all(|p| bin.join(p).is_file())
-                .then_some((version, bin))
-        })
-        .collect();
-    found.sort();
-    found.pop().map(|(_, bin)| bin)
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
-/// A native PostgreSQL in a scratch directory on a free loopback port, with default
-/// durability (fsync, synchronous commit, full page writes); stopped on drop.
-struct NativeServer {
-    bin: PathBuf,
-    data: PathBuf,
-    port: u16,
-    version: String,
-    as_postgres: bool,
-    child: Option<Child>,
-    _dir: tempfile::TempDir,
-}
-
-impl NativeServer {
-    /// `program` from the server's bin directory, run as the `postgres` user when we
-    /// are root (PostgreSQL refuses to run as root).
-    fn command(bin: &Path, program: &str, as_postgres: bool) -> Command {
-        if as_postgres {
-            let mut command = Command::new("runuser");
-            command
-                .args(["-u", "postgres", "--"])
-                .arg(bin.join(program));
-            command
-        } else {
-            Command::new(bin.join(program))
-        }
-    }
-
-    fn start(bin: &Path) -> Result<NativeServer, String> {
-        let version = Command::new(bin.join("postgres"))
-            .arg("--version")
-            .output()
-            .map_err(|e| format!("{}: {e}", bin.join("postgres").display()))?;
-        let version = String::from_utf8_lossy(&version.stdout);
-        let version = version
-            .split("(PostgreSQL) ")
-            .nth(1)
-            .unwrap_or(&version)
-            .trim()
-            .to_string();
-        let as_postgres = is_root();
-        let dir = tempfile::Builder::new()
-            .prefix("pglite-bench-native-")
-            .tempdir()
-            .map_err(|e| format!("creating a directory: {e}"))?;
-        if as_postgres {
-            let status = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(dir.path())
-                .status()
-                .map_err(|e| format!("chown: {e}"))?;
-            if !status.success() {
-                return Err("chown to the postgres user failed".into());
-            }
-        }
-        let data = dir.path().join("data");
-        // --no-sync only skips initdb's final flush; the server keeps default durability.
-        let initdb = Self::command(bin, "initdb", as_postgres)
-            .arg("-D")
-            .arg(&data)
-            .args([
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--locale=C",
-                "--no-sync",
-            ])
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("initdb: {e}"))?;
-        if !initdb.status.success() {
-            return Err(format!(
-                "initdb failed: {}",
-                String::from_utf8_lossy(&initdb.stderr).trim()
-            ));
-        }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .map_err(|e| format!("finding a free port: {e}"))?;
-        let log = std::fs::File::create(dir.path().join("server.log"))
-            .map_err(|e| format!("creating the server log: {e}"))?;
-        let log_err = log.try_clone().map_err(|e| format!("server log: {e}"))?;
-        let child = Self::command(bin, "postgres", as_postgres)
-            .arg("-D")
-            .arg(&data)
-            .arg("-p")
-            .arg(port.to_string())
-            .arg("-k")
-            .arg(dir.path())
-            .args(["-c", "listen_addresses=127.0.0.1"])
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            .spawn()
-            .map_err(|e| format!("starting postgres: {e}"))?;
-        let mut server = NativeServer {
-            bin: bin.to_path_buf(),
-            data,
-            port,
-            version,
-            as_postgres,
-            child: Some(child),
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            match server.connect() {
-                Ok(client) => {
-                    client.close().ok();
-                    return Ok(server);
-                }
-                Err(e) => {
-                    let exited = server
-                        .child
-                        .as_mut()
-                        .and_then(|c| c.try_wait().ok().flatten());
-                    if exited.is_some() || Instant::now() > deadline {
-                        let log = std::fs::read_to_string(server._dir.path().join("server.log"))
-                            .unwrap_or_default();
-                        return Err(format!("postgres did not start ({e}): {}", log.trim()));
-                    }
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-            }
-        }
-    }
-
-    fn connect(&self) -> Result<Client<TcpTransport>, Error> {
-        let transport = TcpTransport::connect(("127.0.0.1", self.port))?;
-        Client::connect(transport, &StartupConfig::new("postgres", "postgres"))
-    }
-}
-
-impl Drop for NativeServer {
-    fn drop(&mut self) {
-        let _ = Self::command(&self.bin, "pg_ctl", self.as_postgres)
-            .arg("-D")
-            .arg(&self.data)
-            .args(["-m", "fast", "-w", "stop"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        if let Some(mut child) = self.child.take() {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if matches!(child.try_wait(), Ok(None)) {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-    }
 }
 
 #[cfg(test)]
