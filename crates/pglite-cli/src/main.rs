@@ -4,6 +4,7 @@ mod bench;
 mod format;
 mod report;
 mod serve;
+mod speedtest;
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
@@ -45,6 +46,9 @@ enum Command {
     /// over TCP and/or a Unix socket; prints the connection URL. SIGINT/SIGTERM stop it
     /// cleanly.
     Serve(serve::ServeArgs),
+    /// Run the PGlite speed suite (tests 1-16, 2.1, 3.1) in-process, through `pglite
+    /// serve` over TCP and on a native PostgreSQL, and compare.
+    Speedtest(speedtest::SpeedtestArgs),
     /// Measure start-up, round trips, inserts and memory, beside the project's targets
     /// and a native PostgreSQL when one is installed.
     Bench(bench::BenchArgs),
@@ -96,6 +100,7 @@ fn main() -> ExitCode {
         Command::Init { dir } => init(dir),
         Command::Bench(args) => bench::run(args).map_err(Failure),
         Command::Serve(args) => serve::run(args).map_err(Failure),
+        Command::Speedtest(args) => speedtest::run(args).map_err(Failure),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
