@@ -93,8 +93,8 @@ pub enum Host {
 }
 
 impl Host {
-    /// Parses a libpq host: an absolute path (or `@`-prefixed abstract name) is a
-    /// Unix-socket directory, anything else a TCP host.
+    /// Parses a libpq host: an absolute path is a Unix-socket directory, anything else
+    /// a TCP host name or address.
     pub fn parse(s: &str) -> Host {
         if s.starts_with('/') {
             Host::Unix(PathBuf::from(s))
@@ -145,7 +145,6 @@ impl EmbeddedConfig {
 }
 
 /// Any connection target: a PostgreSQL server or the embedded engine.
-#[allow(clippy::large_enum_variant)] // parsed once per connection
 ///
 /// ```
 /// use pglite_client::{Target, EmbeddedLocation};
@@ -154,6 +153,7 @@ impl EmbeddedConfig {
 /// let t: Target = "postgres://app@db.example/app".parse().unwrap();
 /// assert!(matches!(t, Target::Server(_)));
 /// ```
+#[allow(clippy::large_enum_variant)] // built once per connection
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
