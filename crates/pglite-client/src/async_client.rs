@@ -6,7 +6,6 @@ use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use postgres_protocol::message::backend::Message;
 use postgres_types::{ToSql, Type};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -20,7 +19,7 @@ use crate::core::Core;
 use crate::error::{DbError, Error, ErrorKind};
 use crate::io::Io;
 use crate::notify::Notification;
-use crate::protocol::{TransactionStatus, unexpected};
+use crate::protocol::TransactionStatus;
 use crate::row::{Row, SimpleResult};
 use crate::statement::{Statement, ToStatement};
 
@@ -392,27 +391,7 @@ impl AsyncClient {
         self.in_flight = false;
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            match self.core.session.poll_message() {
-                Ok(None) => {}
-                Ok(Some(Message::ErrorResponse(body))) => {
-                    self.core.broken = true;
-                    return Err(match DbError::parse(&mut body.fields()) {
-                        Ok(db) => Error::db(db),
-                        Err(e) => {
-                            Error::with_source(ErrorKind::Protocol, "invalid ErrorResponse", e)
-                        }
-                    });
-                }
-                Ok(Some(other)) => {
-                    self.core.broken = true;
-                    return Err(unexpected(&other));
-                }
-                Err(e) => {
-                    self.core.broken = true;
-                    return Err(e);
-                }
-            }
-            if let Some(n) = self.core.session.notifications.pop_front() {
+            if let Some(n) = self.core.idle_poll()? {
                 return Ok(Some(n));
             }
             let receive = self.core.io.receive(&mut self.core.session.input);

@@ -8,6 +8,7 @@ use bytes::BytesMut;
 use crate::client::Client;
 use crate::connstr::{Config, Host};
 use crate::error::{Error, ErrorKind};
+use crate::notify::Notification;
 #[cfg(unix)]
 use crate::transport::UnixTransport;
 use crate::transport::{TcpTransport, Transport};
@@ -197,5 +198,62 @@ impl Client<SocketTransport> {
             }
         }
         Err(all_failed(attempts))
+    }
+}
+
+/// True for the error a socket read timeout produces.
+fn is_timeout(e: &Error) -> bool {
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .is_some_and(|io| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            )
+        })
+}
+
+impl Client<SocketTransport> {
+    /// Waits up to `timeout` for a notification (`LISTEN` first): returns one already
+    /// received, or the next the server sends, or `None` when the time is up (using a
+    /// socket read timeout, removed again afterwards).
+    pub fn wait_for_notification(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Option<Notification>, Error> {
+        if let Some(n) = self.core.session.notifications.pop_front() {
+            return Ok(Some(n));
+        }
+        self.core.check_open()?;
+        let deadline = Instant::now() + timeout;
+        let result = loop {
+            match self.core.idle_poll() {
+                Ok(Some(n)) => break Ok(Some(n)),
+                Ok(None) => {}
+                Err(e) => break Err(e),
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break Ok(None);
+            }
+            if let Err(e) = self.core.io.0.set_timeout(Some(left)) {
+                break Err(e.into());
+            }
+            match self.core.io.0.receive(&mut self.core.session.input) {
+                Ok(()) => {}
+                Err(e) if is_timeout(&e) => break Ok(None),
+                Err(e) => {
+                    self.core.broken = true;
+                    break Err(e);
+                }
+            }
+        };
+        if !self.core.broken
+            && let Err(e) = self.core.io.0.set_timeout(None)
+        {
+            self.core.broken = true;
+            return Err(e.into());
+        }
+        result
     }
 }

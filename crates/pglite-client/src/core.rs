@@ -916,6 +916,31 @@ impl<I: Io> Core<I> {
         Ok(self.notifications())
     }
 
+    /// Between requests: decodes the buffered input, where only asynchronous messages
+    /// (notifications, notices, parameter changes) may appear, and takes the oldest
+    /// queued notification. Anything else — typically a `FATAL` error when the backend
+    /// is terminated — closes the connection and is returned.
+    pub(crate) fn idle_poll(&mut self) -> Result<Option<Notification>, Error> {
+        match self.session.poll_message() {
+            Ok(None) => Ok(self.session.notifications.pop_front()),
+            Ok(Some(Message::ErrorResponse(body))) => {
+                self.broken = true;
+                Err(match DbError::parse(&mut body.fields()) {
+                    Ok(db) => Error::db(db),
+                    Err(e) => Error::with_source(ErrorKind::Protocol, "invalid ErrorResponse", e),
+                })
+            }
+            Ok(Some(other)) => {
+                self.broken = true;
+                Err(unexpected(&other))
+            }
+            Err(e) => {
+                self.broken = true;
+                Err(e)
+            }
+        }
+    }
+
     /// Sends `Terminate` and flushes.
     pub(crate) async fn close(&mut self) -> Result<(), Error> {
         if self.broken {

@@ -312,6 +312,20 @@ fn listen_notify() {
             .unwrap()
             .unwrap();
         assert_eq!((a.payload(), b.payload()), ("two", "three"));
+
+        // A terminated backend is reported while waiting, and closes the client.
+        let pid = listener.backend_key().unwrap().0;
+        notifier
+            .execute("SELECT pg_terminate_backend($1)", &[&pid])
+            .await
+            .unwrap();
+        let err = listener
+            .wait_for_notification(Duration::from_secs(10))
+            .await
+            .unwrap_err();
+        assert!(listener.is_closed(), "{err}");
+        let err = listener.batch_execute("SELECT 1").await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Closed);
     });
 }
 

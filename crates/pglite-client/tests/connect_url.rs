@@ -139,3 +139,44 @@ fn errors() {
     let err = Client::connect_url("postgres://h?bogus=1").unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config);
 }
+
+#[test]
+fn blocking_wait_for_notification() {
+    let url = format!("postgres://postgres@127.0.0.1:{}/postgres", server().port);
+    let mut listener = Client::connect_url(&url).unwrap();
+    let mut notifier = Client::connect_url(&url).unwrap();
+    listener.batch_execute("LISTEN blocking_chan").unwrap();
+
+    let start = std::time::Instant::now();
+    let none = listener
+        .wait_for_notification(std::time::Duration::from_millis(100))
+        .unwrap();
+    assert!(none.is_none());
+    assert!(start.elapsed() >= std::time::Duration::from_millis(90));
+    // The timeout left the connection usable (and without a read timeout).
+    listener.batch_execute("SELECT 1").unwrap();
+
+    let sender = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        notifier
+            .execute("SELECT pg_notify('blocking_chan', 'hello')", &[])
+            .unwrap();
+        notifier
+    });
+    let n = listener
+        .wait_for_notification(std::time::Duration::from_secs(10))
+        .unwrap()
+        .expect("a notification");
+    assert_eq!((n.channel(), n.payload()), ("blocking_chan", "hello"));
+    let mut notifier = sender.join().unwrap();
+
+    // A terminated backend is reported while waiting, and closes the client.
+    let pid = listener.backend_key().unwrap().0;
+    notifier
+        .execute("SELECT pg_terminate_backend($1)", &[&pid])
+        .unwrap();
+    let err = listener
+        .wait_for_notification(std::time::Duration::from_secs(10))
+        .unwrap_err();
+    assert!(listener.is_closed(), "{err}");
+}
