@@ -2,8 +2,11 @@
 //! embedded database (`pglite::Pglite`, which feeds it an in-process engine) and by
 //! connections to real servers over TCP or Unix sockets.
 //!
-//! The client speaks the v3 protocol over any [`Transport`] — a byte pipe with
-//! `send` and `receive`. It spawns no threads and does no async work.
+//! The blocking [`Client`] speaks the v3 protocol over any [`Transport`] — a byte pipe
+//! with `send` and `receive`; it spawns no threads and needs no runtime.
+//! `AsyncClient` (feature `tokio`, on by default) runs the same protocol core on tokio
+//! sockets. Both connect from libpq connection strings ([`Config`]); [`Target`] also
+//! parses `pglite://` URLs for the embedded engine.
 //!
 //! ```no_run
 //! use pglite_client::{Client, StartupConfig, TcpTransport};
@@ -16,6 +19,13 @@
 //! let row = client.query_one("SELECT id, name FROM t WHERE id = $1", &[&1i32])?;
 //! let name: &str = row.get("name");
 //! assert_eq!(name, "one");
+//! # Ok(()) }
+//! ```
+//!
+//! ```no_run
+//! # fn main() -> Result<(), pglite_client::Error> {
+//! let mut client = pglite_client::Client::connect_url("host=/var/run/postgresql user=postgres")?;
+//! client.batch_execute("SELECT 1")?;
 //! # Ok(()) }
 //! ```
 //!
