@@ -54,8 +54,9 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
+/// Which database a command works on: a data directory or a temporary one.
 #[derive(Args)]
-struct SqlArgs {
+pub struct DatabaseArgs {
     /// Data directory (created if missing).
     #[arg(
         long,
@@ -63,13 +64,19 @@ struct SqlArgs {
         conflicts_with = "temporary",
         required_unless_present = "temporary"
     )]
-    data: Option<PathBuf>,
+    pub data: Option<PathBuf>,
     /// Use a temporary database, deleted on exit.
     #[arg(long)]
-    temporary: bool,
-    /// Database to connect to (created if missing).
+    pub temporary: bool,
+    /// Database name (created if missing).
     #[arg(long, short = 'd', default_value = "postgres")]
-    database: String,
+    pub database: String,
+}
+
+#[derive(Args)]
+struct SqlArgs {
+    #[command(flatten)]
+    db: DatabaseArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
@@ -168,11 +175,14 @@ fn run_sql(args: SqlArgs) -> Result<(), Failure> {
         quiet: args.quiet,
     };
 
-    let builder = match &args.data {
+    let builder = match &args.db.data {
         Some(dir) => Pglite::builder().path(dir),
         None => Pglite::builder().temporary(),
     };
-    let mut db = builder.database(&args.database).open().map_err(fail(""))?;
+    let mut db = builder
+        .database(&args.db.database)
+        .open()
+        .map_err(fail(""))?;
     db.client()
         .set_notice_handler(|notice| eprintln!("{}", report::db_error(notice, "", true)));
 

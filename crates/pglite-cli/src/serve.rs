@@ -10,20 +10,8 @@ use pglite::Server;
 /// Options of `pglite serve`.
 #[derive(Args)]
 pub struct ServeArgs {
-    /// Data directory (created if missing).
-    #[arg(
-        long,
-        short = 'D',
-        conflicts_with = "temporary",
-        required_unless_present = "temporary"
-    )]
-    data: Option<PathBuf>,
-    /// Serve a temporary database, deleted on exit.
-    #[arg(long)]
-    temporary: bool,
-    /// Database to serve (created if missing).
-    #[arg(long, short = 'd', default_value = "postgres")]
-    database: String,
+    #[command(flatten)]
+    db: crate::DatabaseArgs,
     /// TCP address to listen on.
     #[arg(long, default_value = "127.0.0.1:5432")]
     listen: SocketAddr,
@@ -53,12 +41,12 @@ pub struct ServeArgs {
 /// Run the server until SIGINT or SIGTERM, then shut the engine down cleanly.
 pub fn run(args: ServeArgs) -> Result<(), String> {
     let mut builder = Server::builder()
-        .database(&args.database)
+        .database(&args.db.database)
         .listen(args.listen)
         .max_connections(args.max_connections)
         .queue_timeout(seconds(args.queue_timeout, "--queue-timeout")?)
         .holder_timeout(seconds(args.holder_timeout, "--holder-timeout")?);
-    builder = match &args.data {
+    builder = match &args.db.data {
         Some(dir) => builder.data_dir(dir),
         None => builder.temporary(),
     };

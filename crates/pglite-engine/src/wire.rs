@@ -96,7 +96,8 @@ pub fn first_error(buf: &[u8]) -> Option<String> {
     Some(format!("{message} (SQLSTATE {code})"))
 }
 
-fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
+/// A backend or frontend message: tag, length (including itself), body.
+pub fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
     let mut msg = Vec::with_capacity(body.len() + 5);
     msg.push(tag);
     msg.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
@@ -104,7 +105,8 @@ fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
     msg
 }
 
-fn push_cstr(buf: &mut Vec<u8>, s: &str) {
+/// Append `s` as a NUL-terminated string.
+pub fn push_cstr(buf: &mut Vec<u8>, s: &str) {
     buf.extend_from_slice(s.as_bytes());
     buf.push(0);
 }

@@ -218,19 +218,12 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// A frame: tag, length, body.
-pub(crate) fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
-    let mut msg = Vec::with_capacity(body.len() + 5);
-    msg.push(tag);
-    msg.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
-    msg.extend_from_slice(body);
-    msg
-}
-
-fn cstr(buf: &mut Vec<u8>, s: &str) {
-    buf.extend_from_slice(s.as_bytes());
-    buf.push(0);
-}
+// The message framing the engine already has: a frame (tag, length, body), a
+// NUL-terminated string, ReadyForQuery and a frontend Query.
+pub(crate) use pglite_engine::wire::frame;
+use pglite_engine::wire::push_cstr as cstr;
+pub(crate) use pglite_engine::wire::query_message as query;
+pub(crate) use pglite_engine::wire::ready_for_query as ready;
 
 /// Backend ErrorResponse (or NoticeResponse with tag `N`).
 pub(crate) fn error(severity: &str, code: &str, message: &str, hint: Option<&str>) -> Vec<u8> {
@@ -257,11 +250,6 @@ pub(crate) fn notice(severity: &str, code: &str, message: &str) -> Vec<u8> {
     let mut v = error(severity, code, message, None);
     v[0] = b'N';
     v
-}
-
-/// Backend ReadyForQuery.
-pub(crate) fn ready(status: u8) -> Vec<u8> {
-    frame(b'Z', &[status])
 }
 
 /// Backend Authentication message with `code` and extra data.
@@ -301,13 +289,6 @@ pub(crate) fn copy_in_response(binary: bool, columns: usize) -> Vec<u8> {
         body.extend_from_slice(&i16::from(binary).to_be_bytes());
     }
     frame(b'G', &body)
-}
-
-/// Frontend Query.
-pub(crate) fn query(sql: &str) -> Vec<u8> {
-    let mut body = Vec::new();
-    cstr(&mut body, sql);
-    frame(b'Q', &body)
 }
 
 /// Frontend Sync.
