@@ -61,8 +61,9 @@ pub fn ready_for_query(status: u8) -> Vec<u8> {
     frame(b'Z', &[status])
 }
 
-/// Iterate over the complete backend messages in `buf` as `(tag, body)`.
-pub fn messages(buf: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
+/// Iterate over the complete messages in `buf` as `(tag, whole frame)`; an incomplete
+/// trailing message is not returned.
+pub fn frames(buf: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
     let mut rest = buf;
     std::iter::from_fn(move || {
         if rest.len() < 5 {
@@ -72,10 +73,15 @@ pub fn messages(buf: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
         if len < 4 || rest.len() < 1 + len {
             return None;
         }
-        let item = (rest[0], &rest[5..1 + len]);
-        rest = &rest[1 + len..];
-        Some(item)
+        let (item, tail) = rest.split_at(1 + len);
+        rest = tail;
+        Some((item[0], item))
     })
+}
+
+/// Iterate over the complete backend messages in `buf` as `(tag, body)`.
+pub fn messages(buf: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
+    frames(buf).map(|(tag, frame)| (tag, &frame[5..]))
 }
 
 /// The SQLSTATE and message of the first ErrorResponse in `buf`, as "message (SQLSTATE x)".

@@ -221,6 +221,7 @@ impl<'a> Reader<'a> {
 // The message framing the engine already has: a frame (tag, length, body), a
 // NUL-terminated string, ReadyForQuery and a frontend Query.
 pub(crate) use pglite_engine::wire::frame;
+pub(crate) use pglite_engine::wire::frames as backend_messages;
 use pglite_engine::wire::push_cstr as cstr;
 pub(crate) use pglite_engine::wire::query_message as query;
 pub(crate) use pglite_engine::wire::ready_for_query as ready;
@@ -308,23 +309,6 @@ pub(crate) fn copy_fail(message: &str) -> Vec<u8> {
     let mut body = Vec::new();
     cstr(&mut body, message);
     frame(b'f', &body)
-}
-
-/// Iterate over the complete backend messages in `buf` as `(tag, whole frame)`.
-pub(crate) fn backend_messages(buf: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
-    let mut rest = buf;
-    std::iter::from_fn(move || {
-        if rest.len() < 5 {
-            return None;
-        }
-        let len = u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
-        if len < 4 || rest.len() < 1 + len {
-            return None;
-        }
-        let (item, tail) = rest.split_at(1 + len);
-        rest = tail;
-        Some((item[0], item))
-    })
 }
 
 /// The fields of an ErrorResponse or NoticeResponse body: (code, message).
