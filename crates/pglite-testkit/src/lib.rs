@@ -58,6 +58,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+mod tls;
+
+pub use tls::{TlsFiles, write_ca};
+
 /// Environment variable naming a directory with `postgres`, `initdb` and `pg_ctl`.
 pub const BIN_ENV: &str = "PGLITE_NATIVE_BIN";
 
@@ -91,6 +95,20 @@ pub enum AuthMethod {
     ScramSha256,
     /// `password` (cleartext over the wire).
     Password,
+    /// `cert`: a TLS client certificate whose common name is the user name (the
+    /// line is always `hostssl`; needs [`Builder::generated_tls`]).
+    Cert,
+}
+
+/// Which connections a user's `pg_hba.conf` line matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HbaConnection {
+    /// `host`: with or without TLS.
+    Any,
+    /// `hostssl`: TLS only (plain connections of this user are rejected).
+    Ssl,
+    /// `hostnossl`: without TLS only (TLS connections of this user are rejected).
+    NoSsl,
 }
 
 impl AuthMethod {
@@ -100,6 +118,7 @@ impl AuthMethod {
             AuthMethod::Md5 => "md5",
             AuthMethod::ScramSha256 => "scram-sha-256",
             AuthMethod::Password => "password",
+            AuthMethod::Cert => "cert",
         }
     }
 
@@ -117,6 +136,7 @@ struct User {
     name: String,
     password: String,
     method: AuthMethod,
+    connection: HbaConnection,
 }
 
 /// Options for [`NativePostgres`]; [`Builder::start`] starts it.
@@ -127,6 +147,7 @@ pub struct Builder {
     settings: Vec<(String, String)>,
     users: Vec<User>,
     tls: Option<(PathBuf, PathBuf)>,
+    generated_tls: bool,
     start_timeout: Duration,
 }
 
@@ -138,6 +159,7 @@ impl Default for Builder {
             settings: Vec::new(),
             users: Vec::new(),
             tls: None,
+            generated_tls: false,
             start_timeout: Duration::from_secs(60),
         }
     }
@@ -175,15 +197,34 @@ impl Builder {
     /// A login role `name` with `password`, authenticated with `method` on loopback
     /// TCP (Unix-socket connections are always trusted).
     pub fn user(
-        mut self,
+        self,
         name: impl Into<String>,
         password: impl Into<String>,
         method: AuthMethod,
     ) -> Self {
+        self.user_with(name, password, method, HbaConnection::Any)
+    }
+
+    /// Like [`Builder::user`], restricted to TLS or to plain connections: the other
+    /// kind is rejected (`reject` line, SQLSTATE 28000). [`AuthMethod::Cert`] users are
+    /// always TLS-only.
+    pub fn user_with(
+        mut self,
+        name: impl Into<String>,
+        password: impl Into<String>,
+        method: AuthMethod,
+        connection: HbaConnection,
+    ) -> Self {
+        let connection = if method == AuthMethod::Cert {
+            HbaConnection::Ssl
+        } else {
+            connection
+        };
         self.users.push(User {
             name: name.into(),
             password: password.into(),
             method,
+            connection,
         });
         self
     }
@@ -193,6 +234,15 @@ impl Builder {
     /// without TLS.
     pub fn tls(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
         self.tls = Some((cert.into(), key.into()));
+        self
+    }
+
+    /// Serve TLS with certificates generated for this server ([`TlsFiles`]): a CA, a
+    /// server certificate for `localhost`, `127.0.0.1` and `::1`, and one client
+    /// certificate per [`AuthMethod::Cert`] user; the server trusts the CA for client
+    /// certificates. See [`NativePostgres::tls_files`].
+    pub fn generated_tls(mut self) -> Self {
+        self.generated_tls = true;
         self
     }
 
@@ -220,6 +270,7 @@ pub struct NativePostgres {
     port: u16,
     version: String,
     as_postgres: bool,
+    tls_files: Option<TlsFiles>,
     /// The server process (`runuser` when we are root); `None` once stopped.
     child: Mutex<Option<Child>>,
 }
@@ -281,6 +332,11 @@ impl NativePostgres {
         format!("postgres://{user}@127.0.0.1:{}/{database}", self.port)
     }
 
+    /// The generated certificates and keys, with [`Builder::generated_tls`].
+    pub fn tls_files(&self) -> Option<&TlsFiles> {
+        self.tls_files.as_ref()
+    }
+
     /// The server log so far.
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
@@ -312,6 +368,7 @@ impl NativePostgres {
             port: 0,
             version,
             as_postgres,
+            tls_files: None,
             child: Mutex::new(None),
         };
         server.watchdog()?;
@@ -344,7 +401,10 @@ impl NativePostgres {
         )?;
         self.create_users(&options.users)?;
         self.write_hba(&options.users)?;
-        let tls = self.install_tls(options.tls.as_ref())?;
+        let mut tls = self.install_tls(options.tls.as_ref())?;
+        if options.generated_tls {
+            tls = self.install_generated_tls(&options.users)?;
+        }
 
         self.port = free_port()?;
         let log = fs::File::create(self.dir.join("server.log"))
@@ -395,6 +455,10 @@ impl NativePostgres {
         let mut script = String::new();
         for user in users {
             // One statement per line: single-user mode ends a command at a newline.
+            if user.password.is_empty() {
+                script.push_str(&format!("CREATE ROLE {} LOGIN\n", quote_ident(&user.name)));
+                continue;
+            }
             script.push_str(&format!(
                 "SET password_encryption = '{}'\nCREATE ROLE {} LOGIN PASSWORD {}\n",
                 user.method.encryption(),
@@ -429,12 +493,20 @@ impl NativePostgres {
     fn write_hba(&self, users: &[User]) -> Result<(), Error> {
         let mut hba = String::from("local all all trust\n");
         for user in users {
+            let name = quote_ident(&user.name);
+            let method = user.method.hba();
             for net in ["127.0.0.1/32", "::1/128"] {
-                hba.push_str(&format!(
-                    "host all {} {net} {}\n",
-                    quote_ident(&user.name),
-                    user.method.hba()
-                ));
+                match user.connection {
+                    HbaConnection::Any => {
+                        hba.push_str(&format!("host all {name} {net} {method}\n"));
+                    }
+                    HbaConnection::Ssl => hba.push_str(&format!(
+                        "hostssl all {name} {net} {method}\nhost all {name} {net} reject\n"
+                    )),
+                    HbaConnection::NoSsl => hba.push_str(&format!(
+                        "hostnossl all {name} {net} {method}\nhost all {name} {net} reject\n"
+                    )),
+                }
             }
         }
         hba.push_str("host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust\n");
@@ -472,6 +544,51 @@ impl NativePostgres {
             }
             settings.push((setting.to_string(), target.display().to_string()));
         }
+        Ok(settings)
+    }
+
+    /// Generates the certificates into `<dir>/tls` and returns the settings that
+    /// enable them; the server's key is given to the server's OS user, mode 0600.
+    fn install_generated_tls(&mut self, users: &[User]) -> Result<Vec<(String, String)>, Error> {
+        let clients: Vec<&str> = users
+            .iter()
+            .filter(|u| u.method == AuthMethod::Cert)
+            .map(|u| u.name.as_str())
+            .collect();
+        let files = TlsFiles::generate(&self.dir.join("tls"), &clients)?;
+        for path in [&files.server_cert, &files.server_key, &files.ca_cert] {
+            if self.as_postgres {
+                run_checked(
+                    Command::new("chown").arg("postgres:postgres").arg(path),
+                    "chown of the TLS files",
+                )?;
+            }
+        }
+        if self.as_postgres {
+            // The server must reach its files inside the directory.
+            run_checked(
+                Command::new("chown")
+                    .arg("postgres:postgres")
+                    .arg(&files.dir),
+                "chown of the TLS directory",
+            )?;
+        }
+        let settings = vec![
+            ("ssl".to_string(), "on".to_string()),
+            (
+                "ssl_cert_file".to_string(),
+                files.server_cert.display().to_string(),
+            ),
+            (
+                "ssl_key_file".to_string(),
+                files.server_key.display().to_string(),
+            ),
+            (
+                "ssl_ca_file".to_string(),
+                files.ca_cert.display().to_string(),
+            ),
+        ];
+        self.tls_files = Some(files);
         Ok(settings)
     }
 
@@ -733,6 +850,64 @@ mod tests {
         let dir = pg.dir().to_path_buf();
         pg.stop().unwrap();
         assert!(!dir.exists());
+    }
+
+    /// psql (libpq) checks the generated certificates: verify-full against the CA,
+    /// a certificate-authenticated user, and the hostssl/hostnossl rules.
+    #[test]
+    fn generated_tls_works_with_psql() {
+        let pg = NativePostgres::builder()
+            .fast()
+            .generated_tls()
+            .user("cert_user", "", AuthMethod::Cert)
+            .user_with("plain_only", "pw", AuthMethod::Trust, HbaConnection::NoSsl)
+            .start()
+            .unwrap();
+        let tls = pg.tls_files().unwrap();
+        let psql = pg.bin_dir().join("psql");
+        let run = |conninfo: String| {
+            Command::new(&psql)
+                .args(["-XAtq", "-d", &conninfo, "-c"])
+                .arg("SELECT current_user || ' ' || ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+                .output()
+                .unwrap()
+        };
+        let base = format!("port={} dbname=postgres", pg.port());
+        let out = run(format!(
+            "{base} host=localhost user=postgres sslmode=verify-full sslrootcert={}",
+            tls.ca_cert.display()
+        ));
+        assert!(out.status.success(), "{out:?}\n{}", pg.log());
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "postgres true");
+
+        let (cert, key) = tls.client("cert_user").unwrap();
+        let out = run(format!(
+            "{base} host=127.0.0.1 user=cert_user sslmode=verify-ca sslrootcert={} sslcert={} sslkey={}",
+            tls.ca_cert.display(),
+            cert.display(),
+            key.display()
+        ));
+        assert!(out.status.success(), "{out:?}\n{}", pg.log());
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "cert_user true"
+        );
+
+        let out = run(format!(
+            "{base} host=127.0.0.1 user=plain_only sslmode=require"
+        ));
+        assert!(!out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("reject"),
+            "{out:?}"
+        );
+        let out = run(format!(
+            "{base} host=127.0.0.1 user=plain_only sslmode=disable"
+        ));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "plain_only false"
+        );
     }
 
     #[test]
