@@ -12,8 +12,8 @@ use tokio::net::TcpStream;
 #[cfg(unix)]
 use tokio::net::UnixStream;
 
-use crate::connect::{all_failed, check_tls};
-use crate::connstr::{Config, Host};
+use crate::cancel::CancelTarget;
+use crate::connstr::Config;
 use crate::copy::{CHUNK, CopySink, CopySource};
 use crate::core::Core;
 use crate::error::{DbError, Error, ErrorKind};
@@ -25,8 +25,10 @@ use crate::statement::{Statement, ToStatement};
 
 /// A tokio socket to a PostgreSQL server.
 #[derive(Debug)]
-enum Stream {
+pub(crate) enum Stream {
     Tcp(TcpStream),
+    #[cfg(feature = "tls")]
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
     #[cfg(unix)]
     Unix(UnixStream),
 }
@@ -34,8 +36,10 @@ enum Stream {
 /// Buffered async socket I/O for the core.
 #[derive(Debug)]
 pub(crate) struct TokioIo {
-    stream: Stream,
-    out: Vec<u8>,
+    pub(crate) stream: Stream,
+    pub(crate) out: Vec<u8>,
+    /// Where cancel requests for this session go.
+    pub(crate) target: CancelTarget,
 }
 
 impl TokioIo {
@@ -43,6 +47,8 @@ impl TokioIo {
         if !self.out.is_empty() {
             match &mut self.stream {
                 Stream::Tcp(s) => s.write_all(&self.out).await?,
+                #[cfg(feature = "tls")]
+                Stream::Tls(s) => s.write_all(&self.out).await?,
                 #[cfg(unix)]
                 Stream::Unix(s) => s.write_all(&self.out).await?,
             }
@@ -54,6 +60,8 @@ impl TokioIo {
     async fn write_direct(&mut self, bytes: &[u8]) -> Result<(), Error> {
         match &mut self.stream {
             Stream::Tcp(s) => s.write_all(bytes).await?,
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.write_all(bytes).await?,
             #[cfg(unix)]
             Stream::Unix(s) => s.write_all(bytes).await?,
         }
@@ -80,6 +88,8 @@ impl Io for TokioIo {
         buf.reserve(CHUNK);
         let n = match &mut self.stream {
             Stream::Tcp(s) => s.read_buf(buf).await?,
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.read_buf(buf).await?,
             #[cfg(unix)]
             Stream::Unix(s) => s.read_buf(buf).await?,
         };
@@ -96,6 +106,8 @@ impl Io for TokioIo {
         self.write_out().await?;
         match &mut self.stream {
             Stream::Tcp(s) => s.flush().await?,
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.flush().await?,
             #[cfg(unix)]
             Stream::Unix(s) => s.flush().await?,
         }
@@ -142,9 +154,9 @@ impl<W: AsyncWrite + Unpin> CopySink for TokioWriter<W> {
 /// # Ok(()) }
 /// ```
 pub struct AsyncClient {
-    core: Core<TokioIo>,
+    pub(crate) core: Core<TokioIo>,
     /// A call was started and not finished (its future was dropped).
-    in_flight: bool,
+    pub(crate) in_flight: bool,
     /// Rollbacks scheduled by dropped [`AsyncTransaction`]s, run before the next call.
     pending: Vec<String>,
 }
@@ -156,31 +168,6 @@ impl fmt::Debug for AsyncClient {
             .field("pending_rollbacks", &self.pending.len())
             .finish()
     }
-}
-
-async fn open(host: &Host, port: u16) -> Result<TokioIo, Error> {
-    let stream = match host {
-        Host::Tcp(name) => {
-            let s = TcpStream::connect((name.as_str(), port)).await?;
-            s.set_nodelay(true)?;
-            Stream::Tcp(s)
-        }
-        #[cfg(unix)]
-        Host::Unix(dir) => {
-            Stream::Unix(UnixStream::connect(dir.join(format!(".s.PGSQL.{port}"))).await?)
-        }
-        #[cfg(not(unix))]
-        Host::Unix(dir) => {
-            return Err(Error::new(
-                ErrorKind::Config,
-                format!("Unix sockets are not available here ({})", dir.display()),
-            ));
-        }
-    };
-    Ok(TokioIo {
-        stream,
-        out: Vec::with_capacity(CHUNK),
-    })
 }
 
 /// Runs one call on the core, with the bookkeeping every call needs.
@@ -201,48 +188,30 @@ impl AsyncClient {
     }
 
     /// Connects as described by `config`: each `(host, port)` in turn until one
-    /// accepts the start-up; `connect_timeout` bounds each attempt (socket and
-    /// authentication). TLS modes that require TLS are refused for now.
+    /// accepts the start-up; `connect_timeout` bounds each attempt (socket, TLS and
+    /// authentication). TLS follows `sslmode` as in the blocking driver. The client
+    /// reconnects by itself when it finds its connection broken (see
+    /// [`AsyncClient::set_param`]).
     pub async fn connect(config: &Config) -> Result<AsyncClient, Error> {
-        let startup = config.startup_config();
-        let mut attempts = Vec::new();
-        for (host, port) in config.endpoints()? {
-            let where_ = format!("{host}:{port}");
-            let attempt = async {
-                check_tls(config, &host)?;
-                let io = open(&host, port).await?;
-                Core::connect(io, &startup).await
-            };
-            let result = match config.get_connect_timeout() {
-                Some(t) => tokio::time::timeout(t, attempt).await.unwrap_or_else(|_| {
-                    Err(Error::new(
-                        ErrorKind::Io,
-                        "timeout expired while connecting (connect_timeout)",
-                    ))
-                }),
-                None => attempt.await,
-            };
-            match result {
-                Ok(core) => {
-                    return Ok(AsyncClient {
-                        core,
-                        in_flight: false,
-                        pending: Vec::new(),
-                    });
-                }
-                Err(e) if e.kind() == ErrorKind::Config => return Err(e),
-                Err(e) => attempts.push((where_, e)),
-            }
-        }
-        Err(all_failed(attempts))
+        Ok(AsyncClient {
+            core: crate::async_connect::connect(config).await?,
+            in_flight: false,
+            pending: Vec::new(),
+        })
     }
 
     /// Marks the start of a call: a call abandoned earlier poisons the connection;
     /// rollbacks scheduled by dropped transactions run first (their SQL errors are
     /// ignored, as with the blocking client's drop).
-    async fn enter(&mut self) -> Result<(), Error> {
+    pub(crate) async fn enter(&mut self) -> Result<(), Error> {
         if self.in_flight {
             self.core.broken = true;
+            self.in_flight = false;
+        }
+        if self.core.broken {
+            // Rollbacks scheduled on the lost connection have nothing left to do.
+            self.pending.clear();
+            self.core.reconnect_async().await?;
         }
         self.core.check_open()?;
         self.in_flight = true;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::auth::{ChannelBinding, RequireAuth};
 use crate::config::StartupConfig;
 use crate::error::{Error, ErrorKind};
 
@@ -219,6 +220,21 @@ pub struct Config {
     connect_timeout: Option<Duration>,
     options: Option<String>,
     params: Vec<(String, String)>,
+    channel_binding: Option<ChannelBinding>,
+    require_auth: Option<RequireAuth>,
+    allow_cleartext_password: bool,
+}
+
+/// One place to connect to: where the socket goes (`host`, or `hostaddr` when given)
+/// and the name a TLS certificate must carry (`host`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Endpoint {
+    /// The address to open a socket to.
+    pub(crate) host: Host,
+    /// The port.
+    pub(crate) port: u16,
+    /// The host name for TLS (SNI and `verify-full`).
+    pub(crate) tls_name: String,
 }
 
 impl fmt::Debug for Config {
@@ -232,6 +248,11 @@ impl fmt::Debug for Config {
             .field("ports", &self.ports)
             .field("ssl_mode", &self.ssl_mode)
             .field("ssl_root_cert", &self.ssl_root_cert)
+            .field("ssl_cert", &self.ssl_cert)
+            .field("ssl_key", &self.ssl_key)
+            .field("channel_binding", &self.channel_binding)
+            .field("require_auth", &self.require_auth)
+            .field("allow_cleartext_password", &self.allow_cleartext_password)
             .field("application_name", &self.application_name)
             .field("connect_timeout", &self.connect_timeout)
             .field("options", &self.options)
@@ -304,10 +325,44 @@ impl Config {
         self
     }
 
-    /// Sets the CA certificate file (`sslrootcert`); without an explicit `sslmode`
-    /// this selects `verify-full`.
+    /// Sets the CA certificate file (`sslrootcert`; `system` = the operating system's
+    /// trust store); without an explicit `sslmode` this selects `verify-full`.
     pub fn ssl_root_cert(mut self, path: impl Into<PathBuf>) -> Config {
         self.ssl_root_cert = Some(path.into());
+        self
+    }
+
+    /// Sets the client certificate file (`sslcert`, PEM; may hold intermediate
+    /// certificates after the client's own).
+    pub fn ssl_cert(mut self, path: impl Into<PathBuf>) -> Config {
+        self.ssl_cert = Some(path.into());
+        self
+    }
+
+    /// Sets the client certificate's private key file (`sslkey`, PEM: PKCS#8,
+    /// PKCS#1 RSA or SEC1 EC).
+    pub fn ssl_key(mut self, path: impl Into<PathBuf>) -> Config {
+        self.ssl_key = Some(path.into());
+        self
+    }
+
+    /// Sets `channel_binding` (default `prefer`).
+    pub fn channel_binding(mut self, binding: ChannelBinding) -> Config {
+        self.channel_binding = Some(binding);
+        self
+    }
+
+    /// Sets `require_auth`: the authentication methods the server may use.
+    pub fn require_auth(mut self, require: RequireAuth) -> Config {
+        self.require_auth = Some(require);
+        self
+    }
+
+    /// Allows sending a cleartext password over a connection without TLS when the
+    /// server asks for one (refused by default; `require_auth=password` also allows
+    /// it).
+    pub fn allow_cleartext_password(mut self, allow: bool) -> Config {
+        self.allow_cleartext_password = allow;
         self
     }
 
@@ -366,7 +421,10 @@ impl Config {
         self.ssl_mode
     }
     /// The effective `sslmode`: the explicit one; else `verify-full` when TLS was asked
-    /// for by naming a CA (`sslrootcert`); else `prefer`, as libpq.
+    /// for by naming the certificates to trust (`sslrootcert`, a file or `system`:
+    /// "verify-full is the default when TLS is on"); else `prefer`, as libpq. libpq
+    /// does the same for `sslrootcert=system`; for a file it would stay at `prefer`
+    /// (which checks the chain when TLS happens to be used) — this client is stricter.
     pub fn get_ssl_mode(&self) -> SslMode {
         match (self.ssl_mode, &self.ssl_root_cert) {
             (Some(mode), _) => mode,
@@ -385,6 +443,19 @@ impl Config {
     /// `sslkey`, if set.
     pub fn get_ssl_key(&self) -> Option<&Path> {
         self.ssl_key.as_deref()
+    }
+    /// `channel_binding` (default `prefer`).
+    pub fn get_channel_binding(&self) -> ChannelBinding {
+        self.channel_binding.unwrap_or_default()
+    }
+    /// `require_auth`, if set.
+    pub fn get_require_auth(&self) -> Option<&RequireAuth> {
+        self.require_auth.as_ref()
+    }
+    /// True if a cleartext password may be sent without TLS (see
+    /// [`Config::allow_cleartext_password`]).
+    pub fn get_allow_cleartext_password(&self) -> bool {
+        self.allow_cleartext_password
     }
     /// `application_name` (or `fallback_application_name`), if set.
     pub fn get_application_name(&self) -> Option<&str> {
@@ -406,15 +477,26 @@ impl Config {
     }
 
     /// The `(host, port)` pairs to try, in order: hosts default to `localhost`, ports
-    /// to 5432; one port applies to every host.
+    /// to 5432; one port applies to every host; a `hostaddr` replaces the address of
+    /// the host at the same position.
     pub fn endpoints(&self) -> Result<Vec<(Host, u16)>, Error> {
-        let hosts: Vec<Host> = if self.hosts.is_empty() {
+        Ok(self
+            .targets()?
+            .into_iter()
+            .map(|e| (e.host, e.port))
+            .collect())
+    }
+
+    /// The endpoints with the host names TLS checks certificates against (libpq: the
+    /// `host`, also when `hostaddr` gives the address).
+    pub(crate) fn targets(&self) -> Result<Vec<Endpoint>, Error> {
+        let hosts: Vec<(Host, String)> = if self.hosts.is_empty() {
             if self.hostaddrs.is_empty() {
-                vec![Host::Tcp("localhost".to_owned())]
+                vec![(Host::Tcp("localhost".to_owned()), "localhost".to_owned())]
             } else {
                 self.hostaddrs
                     .iter()
-                    .map(|a| Host::Tcp(a.to_string()))
+                    .map(|a| (Host::Tcp(a.to_string()), a.to_string()))
                     .collect()
             }
         } else {
@@ -422,8 +504,8 @@ impl Config {
                 .iter()
                 .enumerate()
                 .map(|(i, h)| match (h, self.hostaddrs.get(i)) {
-                    (Host::Tcp(_), Some(addr)) => Host::Tcp(addr.to_string()),
-                    (h, _) => h.clone(),
+                    (Host::Tcp(name), Some(addr)) => (Host::Tcp(addr.to_string()), name.clone()),
+                    (h, _) => (h.clone(), h.to_string()),
                 })
                 .collect()
         };
@@ -441,7 +523,13 @@ impl Config {
         hosts
             .into_iter()
             .enumerate()
-            .map(|(i, h)| Ok((h, port_for(i)?)))
+            .map(|(i, (host, tls_name))| {
+                Ok(Endpoint {
+                    host,
+                    port: port_for(i)?,
+                    tls_name,
+                })
+            })
             .collect()
     }
 
@@ -472,6 +560,9 @@ impl Config {
         }
         startup.params.extend(self.params.iter().cloned());
         startup
+            .allow_cleartext_password(self.allow_cleartext_password)
+            .require_auth(self.require_auth.clone())
+            .channel_binding(self.get_channel_binding())
     }
 
     /// Applies one libpq keyword; unknown keywords are an error, as in libpq.
@@ -539,6 +630,8 @@ impl Config {
                 };
             }
             "options" => self.options = Some(value.to_owned()),
+            "channel_binding" => self.channel_binding = Some(value.parse()?),
+            "require_auth" => self.require_auth = Some(value.parse()?),
             "client_encoding" => {
                 if !value.eq_ignore_ascii_case("utf8") && !value.eq_ignore_ascii_case("utf-8") {
                     return Err(config_error(format!(
@@ -564,8 +657,6 @@ impl Config {
             | "sslpassword"
             | "sslcertmode"
             | "sslnegotiation"
-            | "channel_binding"
-            | "require_auth"
             | "krbsrvname"
             | "gsslib"
             | "gssdelegation"
@@ -1017,6 +1108,50 @@ mod tests {
         }
         assert_eq!(parse("").get_ssl_mode(), SslMode::Prefer);
         assert_eq!(parse("requiressl=1").get_ssl_mode(), SslMode::Require);
+        assert_eq!(
+            parse("sslrootcert=system").get_ssl_mode(),
+            SslMode::VerifyFull
+        );
+    }
+
+    #[test]
+    fn auth_keywords() {
+        use crate::auth::{AuthMethod, ChannelBinding};
+        let c = parse("channel_binding=require require_auth=scram-sha-256,none");
+        assert_eq!(c.get_channel_binding(), ChannelBinding::Require);
+        let r = c.get_require_auth().unwrap();
+        assert!(r.allows(AuthMethod::None) && !r.allows(AuthMethod::Md5));
+        assert!(!c.startup_config().cleartext_password_allowed());
+        assert_eq!(
+            c.startup_config().get_channel_binding(),
+            ChannelBinding::Require
+        );
+        assert_eq!(parse("").get_channel_binding(), ChannelBinding::Prefer);
+        // require_auth=password is the libpq way to allow cleartext without TLS.
+        assert!(
+            parse("require_auth=password")
+                .startup_config()
+                .cleartext_password_allowed()
+        );
+        assert!(
+            Config::new()
+                .allow_cleartext_password(true)
+                .startup_config()
+                .cleartext_password_allowed()
+        );
+        assert!(err("channel_binding=maybe").contains("channel_binding"));
+        assert!(err("require_auth=md5,!password").contains("cannot be mixed"));
+    }
+
+    #[test]
+    fn hostaddr_keeps_the_host_name_for_tls() {
+        let c = parse("host=db.example,other hostaddr=10.0.0.5 port=6000");
+        let t = c.targets().unwrap();
+        assert_eq!(t[0].host, Host::Tcp("10.0.0.5".into()));
+        assert_eq!(t[0].tls_name, "db.example");
+        assert_eq!(t[1].host, Host::Tcp("other".into()));
+        assert_eq!(t[1].tls_name, "other");
+        assert_eq!(t[1].port, 6000);
     }
 
     #[test]

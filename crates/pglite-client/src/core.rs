@@ -12,20 +12,21 @@ use std::sync::{Arc, Mutex};
 
 use bytes::{BufMut, BytesMut};
 use fallible_iterator::FallibleIterator;
-use postgres_protocol::authentication::{
-    md5_hash,
-    sasl::{self, ChannelBinding, ScramSha256},
-};
+#[cfg(feature = "md5")]
+use postgres_protocol::authentication::md5_hash;
+use postgres_protocol::authentication::sasl::{self, ScramSha256};
 use postgres_protocol::message::backend::{DataRowBody, Message, RowDescriptionBody};
 use postgres_protocol::message::frontend;
 use postgres_types::{Format, ToSql, Type, WrongType};
 
+use crate::auth::{AuthMethod, ChannelBinding, TlsBinding, cleartext_refused};
 use crate::cache::{DEFAULT_CAPACITY, StatementCache};
 use crate::config::StartupConfig;
 use crate::error::{DbError, Error, ErrorKind};
 use crate::io::Io;
 use crate::notify::Notification;
 use crate::protocol::{Session, TransactionStatus, unexpected};
+use crate::reconnect::Reconnect;
 use crate::row::{Row, SimpleColumn, SimpleResult, rows_affected};
 use crate::sqlstate::SqlState;
 use crate::statement::{CloseQueue, Column, Statement, StatementSource, ToStatement};
@@ -51,11 +52,13 @@ pub(crate) struct Core<I> {
     pub(crate) io: I,
     pub(crate) session: Session,
     pub(crate) cache: StatementCache,
-    close_queue: CloseQueue,
-    next_statement: u64,
+    pub(crate) close_queue: CloseQueue,
+    pub(crate) next_statement: u64,
     pub(crate) broken: bool,
     /// Types looked up in the catalog, by OID.
     pub(crate) types: HashMap<u32, Type>,
+    /// How to reconnect, and what to re-apply then (`set_param`).
+    pub(crate) reconnect: Reconnect<I>,
 }
 
 impl<I> fmt::Debug for Core<I> {
@@ -96,8 +99,18 @@ fn poisons(e: &Error) -> bool {
 impl<I: Io> Core<I> {
     /// Starts a session: sends the `StartupMessage`, authenticates (trust, cleartext
     /// password, MD5, SCRAM-SHA-256), collects `ParameterStatus` and `BackendKeyData`,
-    /// and waits for the first `ReadyForQuery`.
+    /// and waits for the first `ReadyForQuery`. The connection has no TLS.
     pub(crate) async fn connect(io: I, config: &StartupConfig) -> Result<Self, Error> {
+        Core::connect_with(io, config, None).await
+    }
+
+    /// [`Core::connect`] over a connection that has TLS when `tls` is given (which
+    /// allows cleartext passwords and SCRAM-SHA-256-PLUS).
+    pub(crate) async fn connect_with(
+        io: I,
+        config: &StartupConfig,
+        tls: Option<&TlsBinding>,
+    ) -> Result<Self, Error> {
         let mut client = Core {
             io,
             session: Session::new(),
@@ -106,15 +119,32 @@ impl<I: Io> Core<I> {
             next_statement: 0,
             broken: false,
             types: HashMap::new(),
+            reconnect: Reconnect::default(),
         };
-        client.startup(config).await?;
+        client.startup(config, tls).await?;
         Ok(client)
     }
 
-    pub(crate) async fn startup(&mut self, config: &StartupConfig) -> Result<(), Error> {
+    pub(crate) async fn startup(
+        &mut self,
+        config: &StartupConfig,
+        tls: Option<&TlsBinding>,
+    ) -> Result<(), Error> {
         frontend::startup_message(config.startup_params(), &mut self.session.out)
             .map_err(|e| Error::with_source(ErrorKind::Config, "invalid startup parameter", e))?;
         self.send_out().await?;
+        let result = self.authenticate(config, tls).await;
+        result.map_err(|e| self.fail(e))
+    }
+
+    /// The authentication exchange and the rest of the start-up, to the first
+    /// `ReadyForQuery`. Policy (`require_auth`, `channel_binding`, cleartext without
+    /// TLS, MD5 without the `md5` feature) is checked before anything is answered.
+    async fn authenticate(
+        &mut self,
+        config: &StartupConfig,
+        tls: Option<&TlsBinding>,
+    ) -> Result<(), Error> {
         let password = || {
             config.password.as_deref().ok_or_else(|| {
                 Error::new(
@@ -129,45 +159,81 @@ impl<I: Io> Core<I> {
         let auth_err = |what: &str, e: std::io::Error| {
             Error::with_source(ErrorKind::Authentication, what.to_owned(), e)
         };
+        let require = config.get_require_auth();
+        let binding = config.get_channel_binding();
+        // Checks a request against `require_auth` and `channel_binding=require`.
+        let allowed = |method: AuthMethod| -> Result<(), Error> {
+            if let Some(r) = require {
+                r.check(method)?;
+            }
+            if binding == ChannelBinding::Require && method != AuthMethod::ScramSha256 {
+                let what = if method == AuthMethod::None {
+                    "authenticated the client without channel binding".to_owned()
+                } else {
+                    format!("requested {}", method.request())
+                };
+                return Err(Error::new(
+                    ErrorKind::Authentication,
+                    format!(
+                        "channel_binding=require, but the server {what} (channel binding \
+                         needs SCRAM-SHA-256-PLUS)"
+                    ),
+                ));
+            }
+            Ok(())
+        };
         let mut scram: Option<ScramSha256> = None;
+        let mut method = AuthMethod::None;
+        let mut bound = false;
         loop {
             match self.recv().await? {
-                Message::AuthenticationOk => {}
+                Message::AuthenticationOk => {
+                    if method == AuthMethod::None {
+                        allowed(AuthMethod::None)?;
+                    }
+                    if method == AuthMethod::ScramSha256 && scram.is_some() {
+                        return Err(Error::new(
+                            ErrorKind::Authentication,
+                            "the server ended the SCRAM exchange without its final message",
+                        ));
+                    }
+                    if binding == ChannelBinding::Require && !bound {
+                        return Err(Error::new(
+                            ErrorKind::Authentication,
+                            "channel_binding=require, but the server authenticated the client \
+                             without channel binding",
+                        ));
+                    }
+                }
                 Message::AuthenticationCleartextPassword => {
+                    allowed(AuthMethod::Password)?;
+                    method = AuthMethod::Password;
+                    if tls.is_none() && !config.cleartext_password_allowed() {
+                        return Err(cleartext_refused(&config.user));
+                    }
                     let pw = password()?;
                     frontend::password_message(pw.as_bytes(), &mut self.session.out)
                         .map_err(|e| auth_err("invalid password", e))?;
                     self.send_out().await?;
                 }
                 Message::AuthenticationMd5Password(body) => {
-                    let pw = password()?;
-                    let hash = md5_hash(config.user.as_bytes(), pw.as_bytes(), body.salt());
-                    frontend::password_message(hash.as_bytes(), &mut self.session.out)
-                        .map_err(|e| auth_err("invalid password", e))?;
-                    self.send_out().await?;
+                    allowed(AuthMethod::Md5)?;
+                    method = AuthMethod::Md5;
+                    self.answer_md5(config, password()?, body.salt()).await?;
                 }
                 Message::AuthenticationSasl(body) => {
+                    allowed(AuthMethod::ScramSha256)?;
+                    method = AuthMethod::ScramSha256;
                     let mechanisms: Vec<String> = body
                         .mechanisms()
                         .map(|m| Ok(m.to_owned()))
                         .collect()
                         .map_err(|e| auth_err("invalid SASL mechanism list", e))?;
-                    if !mechanisms.iter().any(|m| m == sasl::SCRAM_SHA_256) {
-                        return Err(self.fail(Error::new(
-                            ErrorKind::Authentication,
-                            format!(
-                                "no supported SASL mechanism offered (server offers {mechanisms:?})"
-                            ),
-                        )));
-                    }
-                    let pw = password()?;
-                    let s = ScramSha256::new(pw.as_bytes(), ChannelBinding::unsupported());
-                    frontend::sasl_initial_response(
-                        sasl::SCRAM_SHA_256,
-                        s.message(),
-                        &mut self.session.out,
-                    )
-                    .map_err(|e| auth_err("SASL", e))?;
+                    let (mechanism, channel) = choose_scram(&mechanisms, binding, tls)?;
+                    bound = mechanism == sasl::SCRAM_SHA_256_PLUS;
+                    let s = ScramSha256::new(password()?.as_bytes(), channel);
+                    frontend::sasl_initial_response(mechanism, s.message(), &mut self.session.out)
+                        .map_err(|e| auth_err("SASL", e))?;
                     scram = Some(s);
                     self.send_out().await?;
                 }
@@ -182,7 +248,7 @@ impl<I: Io> Core<I> {
                     self.send_out().await?;
                 }
                 Message::AuthenticationSaslFinal(body) => {
-                    let s = scram.as_mut().ok_or_else(|| {
+                    let mut s = scram.take().ok_or_else(|| {
                         Error::protocol("SASL final message without a SASL exchange")
                     })?;
                     s.finish(body.data()).map_err(|e| {
@@ -203,20 +269,55 @@ impl<I: Io> Core<I> {
                     self.broken = true;
                     return Err(Error::db(db));
                 }
-                Message::AuthenticationGss
-                | Message::AuthenticationKerberosV5
-                | Message::AuthenticationScmCredential
-                | Message::AuthenticationSspi
-                | Message::AuthenticationGssContinue(_) => {
-                    return Err(self.fail(Error::new(
-                        ErrorKind::Authentication,
-                        "the server asks for an authentication method this client does not \
-                         support (GSSAPI, SSPI, Kerberos or SCM credentials)",
-                    )));
+                Message::AuthenticationGss | Message::AuthenticationKerberosV5 => {
+                    allowed(AuthMethod::Gss)?;
+                    return Err(unsupported_auth());
                 }
-                other => return Err(self.fail(unexpected(&other))),
+                Message::AuthenticationSspi => {
+                    allowed(AuthMethod::Sspi)?;
+                    return Err(unsupported_auth());
+                }
+                Message::AuthenticationScmCredential | Message::AuthenticationGssContinue(_) => {
+                    return Err(unsupported_auth());
+                }
+                other => return Err(unexpected(&other)),
             }
         }
+    }
+
+    /// Answers an MD5 password request (feature `md5`).
+    #[cfg(feature = "md5")]
+    async fn answer_md5(
+        &mut self,
+        config: &StartupConfig,
+        password: &str,
+        salt: [u8; 4],
+    ) -> Result<(), Error> {
+        let hash = md5_hash(config.user.as_bytes(), password.as_bytes(), salt);
+        frontend::password_message(hash.as_bytes(), &mut self.session.out)
+            .map_err(|e| Error::with_source(ErrorKind::Authentication, "invalid password", e))?;
+        self.send_out().await
+    }
+
+    /// Refuses an MD5 password request: this build leaves MD5 out.
+    #[cfg(not(feature = "md5"))]
+    async fn answer_md5(
+        &mut self,
+        config: &StartupConfig,
+        _password: &str,
+        _salt: [u8; 4],
+    ) -> Result<(), Error> {
+        Err(Error::new(
+            ErrorKind::Authentication,
+            format!(
+                "the server asks for an MD5-hashed password for user \"{}\", and MD5 \
+                 authentication is not built in: enable the `md5` cargo feature of \
+                 pglite-client, or better, have the server use SCRAM-SHA-256 \
+                 (password_encryption = scram-sha-256, set the password again, scram-sha-256 \
+                 in pg_hba.conf)",
+                config.user
+            ),
+        ))
     }
 
     // ----- plumbing -------------------------------------------------------------------
@@ -228,9 +329,11 @@ impl<I: Io> Core<I> {
         e
     }
 
-    pub(crate) fn check_open(&self) -> Result<(), Error> {
+    /// Before a request: fails on a broken connection, unless the client can
+    /// reconnect (see `reconnect.rs`).
+    pub(crate) fn check_open(&mut self) -> Result<(), Error> {
         if self.broken {
-            Err(Error::closed())
+            self.reconnect_blocking()
         } else {
             Ok(())
         }
@@ -618,6 +721,7 @@ impl<I: Io> Core<I> {
         stmt: &Statement,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<(), Error> {
+        self.check_statement(stmt)?;
         if params.len() != stmt.params().len() {
             return Err(Error::new(
                 ErrorKind::Usage,
@@ -953,6 +1057,63 @@ impl<I: Io> Core<I> {
         result?;
         self.io.flush().await
     }
+}
+
+fn unsupported_auth() -> Error {
+    Error::new(
+        ErrorKind::Authentication,
+        "the server asks for an authentication method this client does not support \
+         (GSSAPI, SSPI, Kerberos or SCM credentials)",
+    )
+}
+
+/// Picks the SASL mechanism and channel-binding flag: `SCRAM-SHA-256-PLUS` when the
+/// connection has TLS, the server offers it and `channel_binding` is not `disable`.
+fn choose_scram(
+    offered: &[String],
+    binding: ChannelBinding,
+    tls: Option<&TlsBinding>,
+) -> Result<(&'static str, sasl::ChannelBinding), Error> {
+    let offers = |m: &str| offered.iter().any(|o| o == m);
+    let end_point = tls.and_then(|t| t.server_end_point.clone());
+    if binding != ChannelBinding::Disable
+        && offers(sasl::SCRAM_SHA_256_PLUS)
+        && let Some(data) = end_point.clone()
+    {
+        return Ok((
+            sasl::SCRAM_SHA_256_PLUS,
+            sasl::ChannelBinding::tls_server_end_point(data),
+        ));
+    }
+    if binding == ChannelBinding::Require {
+        let why = if tls.is_none() {
+            "the connection has no TLS (sslmode=require or stronger over TCP is needed; Unix \
+             sockets never use TLS)"
+        } else if end_point.is_none() {
+            "the server certificate's signature algorithm defines no hash for \
+             tls-server-end-point"
+        } else {
+            "the server does not offer SCRAM-SHA-256-PLUS"
+        };
+        return Err(Error::new(
+            ErrorKind::Authentication,
+            format!("channel_binding=require, but channel binding is not possible: {why}"),
+        ));
+    }
+    if !offers(sasl::SCRAM_SHA_256) {
+        return Err(Error::new(
+            ErrorKind::Authentication,
+            format!("no supported SASL mechanism offered (server offers {offered:?})"),
+        ));
+    }
+    // "y": we could bind but the server did not offer it (lets the server detect a
+    // downgrade); "n": no binding possible on our side.
+    let channel = if binding != ChannelBinding::Disable && end_point.is_some() {
+        sasl::ChannelBinding::unrequested()
+    } else {
+        sasl::ChannelBinding::unsupported()
+    };
+    Ok((sasl::SCRAM_SHA_256, channel))
 }
 
 /// True for command tags after which the server has no prepared statements left.

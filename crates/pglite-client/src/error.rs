@@ -37,6 +37,26 @@ pub enum ErrorKind {
     Usage,
     /// `COMMIT` found the transaction failed and rolled it back instead.
     RolledBack,
+    /// TLS could not be set up: the server refused it where it is required, the
+    /// handshake failed, or the server's certificate did not verify.
+    Tls,
+}
+
+/// What an error means for the connection and for retrying; see [`Error::class`].
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// The connection is unusable (I/O or protocol failure, a `FATAL` server error,
+    /// closed). A client made from a `Config` reconnects on its next call. The failed
+    /// statement may or may not have taken effect.
+    Broken,
+    /// Worth retrying as it is (the whole transaction): serialization failure,
+    /// deadlock, lock not available, too many connections, server starting up or
+    /// shutting down, connection failures reported by the server (SQLSTATE class 08).
+    Transient,
+    /// Retrying the same thing gives the same error: SQL errors, authentication and
+    /// configuration errors, TLS verification failures, conversions, usage errors.
+    Permanent,
 }
 
 enum Detail {
@@ -127,6 +147,46 @@ impl Error {
         self.as_db_error().map(DbError::code)
     }
 
+    /// Whether the connection survived and whether retrying may help:
+    ///
+    /// | error | class |
+    /// | --- | --- |
+    /// | SQLSTATE `40001` serialization failure, `40P01` deadlock, `55P03` lock not available, `53300` too many connections, `57P03` cannot connect now, class `08` connection exception (except `08P01`) | `Transient` |
+    /// | SQLSTATE class `28` (authorization: wrong password, no `pg_hba.conf` entry), `3D000` (no such database), even when `FATAL` | `Permanent` |
+    /// | any other `FATAL`/`PANIC` server error (e.g. `57P01` terminated by an administrator, `08P01` protocol violation) | `Broken` |
+    /// | kinds `Io`, `Protocol`, `Closed`, `Engine` | `Broken` |
+    /// | every other server error and kind (`Config`, `Authentication`, `Tls`, `Conversion`, `Usage`, ...) | `Permanent` |
+    pub fn class(&self) -> ErrorClass {
+        match self.kind {
+            ErrorKind::Db => {
+                let Some(db) = self.as_db_error() else {
+                    return ErrorClass::Permanent;
+                };
+                let code = db.code().code();
+                if code == "08P01" {
+                    return ErrorClass::Broken;
+                }
+                if matches!(code, "40001" | "40P01" | "55P03" | "53300" | "57P03")
+                    || code.starts_with("08")
+                {
+                    return ErrorClass::Transient;
+                }
+                if code.starts_with("28") || code == "3D000" {
+                    return ErrorClass::Permanent;
+                }
+                if db.is_fatal() {
+                    ErrorClass::Broken
+                } else {
+                    ErrorClass::Permanent
+                }
+            }
+            ErrorKind::Io | ErrorKind::Protocol | ErrorKind::Closed | ErrorKind::Engine => {
+                ErrorClass::Broken
+            }
+            _ => ErrorClass::Permanent,
+        }
+    }
+
     /// True if the connection can no longer be used (transport or protocol failure).
     pub fn is_closed(&self) -> bool {
         matches!(
@@ -179,6 +239,7 @@ impl fmt::Display for Error {
             ErrorKind::Usage => "usage error",
             ErrorKind::Engine => "engine error",
             ErrorKind::RolledBack => "transaction rolled back",
+            ErrorKind::Tls => "TLS error",
         };
         write!(f, "{kind}: {}", self.message)?;
         if let Some(source) = &self.source {
@@ -326,6 +387,12 @@ impl DbError {
     /// The severity, never localized (PostgreSQL 9.6+).
     pub fn parsed_severity(&self) -> Option<&str> {
         self.parsed_severity.as_deref()
+    }
+
+    /// True for `FATAL` and `PANIC`: the server ends the session.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self.severity(), "FATAL" | "PANIC")
+            || matches!(self.parsed_severity(), Some("FATAL" | "PANIC"))
     }
 
     /// The SQLSTATE code.

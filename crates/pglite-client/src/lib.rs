@@ -42,7 +42,11 @@
 
 #[cfg(feature = "tokio")]
 mod async_client;
+#[cfg(feature = "tokio")]
+mod async_connect;
+mod auth;
 mod cache;
+mod cancel;
 mod client;
 mod config;
 mod connect;
@@ -54,10 +58,13 @@ mod io;
 mod json;
 mod notify;
 mod protocol;
+mod reconnect;
 mod row;
 mod sqlstate;
 mod statement;
 mod text;
+#[cfg(feature = "tls")]
+mod tls;
 mod transaction;
 mod transport;
 mod typeinfo;
@@ -65,25 +72,33 @@ mod types;
 
 #[cfg(feature = "tokio")]
 pub use crate::async_client::{AsyncClient, AsyncTransaction};
+pub use crate::auth::{AuthMethod, ChannelBinding, RequireAuth};
+pub use crate::cancel::CancelToken;
 pub use crate::client::Client;
 pub use crate::config::StartupConfig;
 pub use crate::connect::SocketTransport;
 pub use crate::connstr::{
     Config, DEFAULT_PORT, EmbeddedConfig, EmbeddedLocation, Host, SslMode, Target,
 };
-pub use crate::error::{DbError, Error, ErrorKind, ErrorPosition};
+pub use crate::error::{DbError, Error, ErrorClass, ErrorKind, ErrorPosition};
 pub use crate::notify::Notification;
 pub use crate::protocol::TransactionStatus;
 pub use crate::row::{Row, RowIndex, SimpleColumn, SimpleResult};
 pub use crate::sqlstate::SqlState;
 pub use crate::statement::{Column, Statement, StatementSource, ToStatement};
 pub use crate::transaction::Transaction;
+#[cfg(feature = "tls")]
+pub use crate::transport::TlsTransport;
 #[cfg(unix)]
 pub use crate::transport::UnixTransport;
 pub use crate::transport::{TcpTransport, Transport};
 pub use crate::types::Interval;
 
 pub use postgres_types::{FromSql, IsNull, Json, Kind, Oid, ToSql, Type};
+
+/// Re-exported rustls (feature `tls`), whose connection type [`TlsTransport`] exposes.
+#[cfg(feature = "tls")]
+pub use rustls;
 
 /// Re-exported tokio (feature `tokio`), whose I/O traits appear in [`AsyncClient`]'s API.
 #[cfg(feature = "tokio")]
@@ -110,5 +125,7 @@ mod tests {
         send_sync::<Error>();
         send_sync::<SimpleResult>();
         send_sync::<Notification>();
+        send_sync::<CancelToken>();
+        send::<Client<SocketTransport>>();
     }
 }

@@ -146,6 +146,18 @@ impl Statement {
     pub(crate) fn columns_arc(&self) -> &Arc<[Column]> {
         &self.0.columns
     }
+
+    /// True if the statement can run on the session whose close queue is `queue`:
+    /// unnamed statements (parsed again each time) anywhere, named ones only where
+    /// they were prepared.
+    pub(crate) fn usable_on(&self, queue: &CloseQueue) -> bool {
+        self.0.name.is_empty()
+            || self
+                .0
+                .close_queue
+                .as_ref()
+                .is_some_and(|q| std::ptr::eq(q.as_ptr(), Arc::as_ptr(queue)))
+    }
 }
 
 impl fmt::Debug for Statement {

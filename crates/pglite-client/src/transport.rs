@@ -120,6 +120,137 @@ impl<S: Read + Write> Buffered<S> {
     }
 }
 
+#[cfg(feature = "tls")]
+pub use tls::TlsTransport;
+#[cfg(feature = "tls")]
+pub(crate) use tls::request_tls;
+#[cfg(all(feature = "tls", feature = "tokio"))]
+pub(crate) use tls::ssl_answer;
+
+#[cfg(feature = "tls")]
+mod tls {
+    use std::io::Read as _;
+    use std::net::TcpStream;
+
+    use bytes::BytesMut;
+    use postgres_protocol::message::frontend;
+    use rustls::{ClientConnection, StreamOwned};
+
+    use super::{Buffered, Transport};
+    use crate::auth::TlsBinding;
+    use crate::error::{Error, ErrorKind};
+    use crate::tls::TlsTarget;
+
+    /// A blocking TLS connection to a PostgreSQL server (rustls over TCP), set up with
+    /// `SSLRequest` as PostgreSQL expects. Made by `Client::connect_url`/
+    /// `connect_config` for `sslmode`s that use TLS.
+    pub struct TlsTransport {
+        inner: Buffered<StreamOwned<ClientConnection, TcpStream>>,
+        target: TlsTarget,
+    }
+
+    impl std::fmt::Debug for TlsTransport {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("TlsTransport")
+                .field("host", &self.target.host)
+                .field("peer", &self.inner.stream.sock.peer_addr().ok())
+                .field("protocol", &self.inner.stream.conn.protocol_version())
+                .finish_non_exhaustive()
+        }
+    }
+
+    /// Sends `SSLRequest` on a fresh connection; true if the server answered `S`
+    /// (go ahead with TLS), false for `N`. Exactly one byte is read, so nothing
+    /// unencrypted that follows it can be mistaken for TLS data (CVE-2021-23222).
+    pub(crate) fn request_tls(stream: &mut TcpStream) -> Result<bool, Error> {
+        let mut buf = BytesMut::new();
+        frontend::ssl_request(&mut buf);
+        std::io::Write::write_all(stream, &buf)?;
+        let mut answer = [0u8; 1];
+        stream.read_exact(&mut answer)?;
+        ssl_answer(answer[0])
+    }
+
+    /// Interprets the server's one-byte answer to `SSLRequest`.
+    pub(crate) fn ssl_answer(byte: u8) -> Result<bool, Error> {
+        match byte {
+            b'S' => Ok(true),
+            b'N' => Ok(false),
+            b'E' => Err(Error::protocol(
+                "the server answered SSLRequest with an error (a server older than \
+                 PostgreSQL 7.0, or not PostgreSQL)",
+            )),
+            other => Err(Error::protocol(format!(
+                "unexpected answer {other:#04x} to SSLRequest"
+            ))),
+        }
+    }
+
+    impl TlsTransport {
+        /// Runs the TLS handshake on `stream` (after the server accepted
+        /// `SSLRequest`) and returns the transport with the connection's
+        /// channel-binding data.
+        pub(crate) fn handshake(
+            mut stream: TcpStream,
+            target: TlsTarget,
+        ) -> Result<(TlsTransport, TlsBinding), Error> {
+            let mut conn =
+                ClientConnection::new(target.connector.client_config(), target.name.clone())
+                    .map_err(|e| Error::with_source(ErrorKind::Tls, "TLS set-up", e))?;
+            while conn.is_handshaking() {
+                conn.complete_io(&mut stream)
+                    .map_err(|e| target.connector.handshake_error(e, &target.host))?;
+            }
+            let binding = crate::tls::binding(conn.peer_certificates());
+            let transport = TlsTransport {
+                inner: Buffered::new(StreamOwned::new(conn, stream)),
+                target,
+            };
+            Ok((transport, binding))
+        }
+
+        /// The underlying TCP socket (e.g. to set read timeouts).
+        pub fn tcp_stream(&self) -> &TcpStream {
+            &self.inner.stream.sock
+        }
+
+        /// The rustls connection (negotiated protocol version, cipher suite, the
+        /// server's certificates).
+        pub fn connection(&self) -> &ClientConnection {
+            &self.inner.stream.conn
+        }
+
+        pub(crate) fn target(&self) -> &TlsTarget {
+            &self.target
+        }
+    }
+
+    impl Transport for TlsTransport {
+        fn send(&mut self, bytes: &[u8]) -> Result<(), Error> {
+            self.inner.send(bytes)
+        }
+        fn receive(&mut self, buf: &mut BytesMut) -> Result<(), Error> {
+            self.inner.receive(buf)
+        }
+        fn flush(&mut self) -> Result<(), Error> {
+            self.inner.flush()
+        }
+    }
+
+    impl Drop for TlsTransport {
+        /// Says goodbye with a TLS `close_notify` (best effort, never blocks on reads).
+        fn drop(&mut self) {
+            let stream = &mut self.inner.stream;
+            stream.conn.send_close_notify();
+            while stream.conn.wants_write() {
+                if stream.conn.write_tls(&mut stream.sock).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
 /// A blocking TCP connection to a PostgreSQL server (no TLS).
 #[derive(Debug)]
 pub struct TcpTransport {

@@ -324,8 +324,19 @@ fn listen_notify() {
             .await
             .unwrap_err();
         assert!(listener.is_closed(), "{err}");
-        let err = listener.batch_execute("SELECT 1").await.unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Closed);
+        // A client made from a URL reconnects on its next call (a new backend,
+        // without the old session's LISTEN).
+        listener.batch_execute("SELECT 1").await.unwrap();
+        assert_ne!(listener.backend_key().unwrap().0, pid);
+        notifier
+            .batch_execute("NOTIFY async_chan, 'lost'")
+            .await
+            .unwrap();
+        let none = listener
+            .wait_for_notification(Duration::from_millis(100))
+            .await
+            .unwrap();
+        assert!(none.is_none());
     });
 }
 
@@ -333,6 +344,7 @@ fn listen_notify() {
 fn abandoned_call_closes_the_connection() {
     run(async {
         let mut client = connect().await;
+        let pid = client.backend_key().unwrap().0;
         let result = tokio::time::timeout(
             Duration::from_millis(50),
             client.query("SELECT pg_sleep(2)", &[]),
@@ -340,8 +352,25 @@ fn abandoned_call_closes_the_connection() {
         .await;
         assert!(result.is_err(), "timed out");
         assert!(client.is_closed());
+        // Outside a transaction the next call reconnects.
+        let rows = client.query("SELECT 1", &[]).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_ne!(client.backend_key().unwrap().0, pid);
+
+        // Inside one, the next call says the transaction is lost; the one after
+        // reconnects.
+        client.batch_execute("BEGIN").await.unwrap();
+        let result = tokio::time::timeout(
+            Duration::from_millis(50),
+            client.query("SELECT pg_sleep(2)", &[]),
+        )
+        .await;
+        assert!(result.is_err(), "timed out");
         let err = client.query("SELECT 1", &[]).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Closed, "{err}");
+        assert!(err.to_string().contains("inside a transaction"), "{err}");
+        client.query("SELECT 1", &[]).await.unwrap();
+        assert_eq!(client.transaction_status(), TransactionStatus::Idle);
     });
 }
 
@@ -373,6 +402,7 @@ fn connect_errors() {
         ))
         .await
         .unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Config);
+        assert_eq!(err.kind(), ErrorKind::Tls, "{err}");
+        assert!(err.to_string().contains("does not support TLS"), "{err}");
     });
 }

@@ -119,13 +119,35 @@ fn errors() {
     .unwrap_err();
     assert_eq!(err.code(), Some(&SqlState::INVALID_CATALOG_NAME), "{err}");
 
+    // The test server has no TLS: modes that require it fail, prefer goes plain.
     let err = Client::connect_url(&format!(
-        "postgres://postgres@127.0.0.1:{}/postgres?sslmode=verify-full",
+        "postgres://postgres@127.0.0.1:{}/postgres?sslmode=require",
+        server().port
+    ))
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Tls, "{err}");
+    assert!(err.to_string().contains("does not support TLS"), "{err}");
+    let mut client = Client::connect_url(&format!(
+        "postgres://postgres@127.0.0.1:{}/postgres?sslmode=prefer",
+        server().port
+    ))
+    .unwrap();
+    assert!(!client.transport().is_tls());
+    let row = client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .unwrap();
+    assert!(!row.get::<_, bool>(0));
+    // verify-full needs a root certificate before anything is sent.
+    let err = Client::connect_url(&format!(
+        "postgres://postgres@127.0.0.1:{}/postgres?sslmode=verify-full&sslrootcert=/nonexistent/ca.crt",
         server().port
     ))
     .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config, "{err}");
-    assert!(err.to_string().contains("TLS"), "{err}");
+    assert!(err.to_string().contains("/nonexistent/ca.crt"), "{err}");
 
     // sslmode=require is satisfied by a Unix socket, as in libpq.
     let config = Config::new()

@@ -40,6 +40,8 @@ fn scram_sha_256() {
     assert_eq!(err.code(), Some(&SqlState::INVALID_PASSWORD), "{err}");
 }
 
+/// With the `md5` feature (`cargo test -p pglite-client --features md5`).
+#[cfg(feature = "md5")]
 #[test]
 fn md5() {
     let mut client = connect_as(support::MD5_USER, Some(support::MD5_PASSWORD)).unwrap();
@@ -48,10 +50,74 @@ fn md5() {
     assert_eq!(err.code(), Some(&SqlState::INVALID_PASSWORD), "{err}");
 }
 
+/// Without the `md5` feature an MD5 request is refused before the password is used,
+/// and the error names the feature.
+#[cfg(not(feature = "md5"))]
 #[test]
-fn cleartext() {
-    let mut client = connect_as(support::PLAIN_USER, Some(support::PLAIN_PASSWORD)).unwrap();
+fn md5_needs_the_feature() {
+    let err = connect_as(support::MD5_USER, Some(support::MD5_PASSWORD)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Authentication, "{err}");
+    assert!(err.to_string().contains("`md5` cargo feature"), "{err}");
+}
+
+#[test]
+fn cleartext_is_refused_without_tls_unless_allowed() {
+    let err = connect_as(support::PLAIN_USER, Some(support::PLAIN_PASSWORD)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Authentication, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("cleartext") && text.contains("require_auth=password"),
+        "{text}"
+    );
+    assert!(text.contains("allow_cleartext_password(true)"), "{text}");
+
+    let mut config = server()
+        .config(support::PLAIN_USER)
+        .password(support::PLAIN_PASSWORD)
+        .allow_cleartext_password(true);
+    let transport = TcpTransport::connect(server().addr()).unwrap();
+    let mut client = Client::connect(transport, &config).unwrap();
     assert_eq!(whoami(&mut client), support::PLAIN_USER);
+
+    // require_auth=password allows it too (libpq's way to insist on it).
+    config = server()
+        .config(support::PLAIN_USER)
+        .password(support::PLAIN_PASSWORD)
+        .require_auth(Some("password".parse().unwrap()));
+    let transport = TcpTransport::connect(server().addr()).unwrap();
+    let mut client = Client::connect(transport, &config).unwrap();
+    assert_eq!(whoami(&mut client), support::PLAIN_USER);
+}
+
+#[test]
+fn require_auth_refuses_other_methods() {
+    // The server trusts postgres: "none" is not in the list.
+    let config = server()
+        .config("postgres")
+        .require_auth(Some("scram-sha-256".parse().unwrap()));
+    let transport = TcpTransport::connect(server().addr()).unwrap();
+    let err = Client::connect(transport, &config).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Authentication, "{err}");
+    assert!(
+        err.to_string().contains("did not complete authentication"),
+        "{err}"
+    );
+    // The SCRAM user with "!scram-sha-256": refused before the password is sent.
+    let config = server()
+        .config(support::SCRAM_USER)
+        .password(support::SCRAM_PASSWORD)
+        .require_auth(Some("!scram-sha-256".parse().unwrap()));
+    let transport = TcpTransport::connect(server().addr()).unwrap();
+    let err = Client::connect(transport, &config).unwrap_err();
+    assert!(err.to_string().contains("SCRAM-SHA-256"), "{err}");
+    // A list that includes the method works.
+    let config = server()
+        .config(support::SCRAM_USER)
+        .password(support::SCRAM_PASSWORD)
+        .require_auth(Some("password,scram-sha-256".parse().unwrap()));
+    let transport = TcpTransport::connect(server().addr()).unwrap();
+    let mut client = Client::connect(transport, &config).unwrap();
+    assert_eq!(whoami(&mut client), support::SCRAM_USER);
 }
 
 #[test]
