@@ -317,3 +317,127 @@ fn channel_binding_builder_matches_the_keyword() {
     let mut client = Client::connect_config(&config).unwrap();
     assert_eq!(server_view(&mut client), (true, SCRAM_USER.into()));
 }
+
+/// Runs `SELECT pg_sleep(30)` (tagged with `tag`) on `client` after starting a
+/// thread that waits for it and cancels it with `cancel`.
+fn cancel_while_sleeping(
+    client: &mut Client<SocketTransport>,
+    tag: &str,
+    cancel: impl FnOnce() + Send + 'static,
+) -> pglite_client::Error {
+    let pid = client.backend_key().unwrap().0;
+    let observer_info = conninfo("127.0.0.1", "postgres", "sslmode=disable");
+    let needle = format!("-- {tag}");
+    let canceller = std::thread::spawn(move || {
+        let mut observer = Client::connect_url(&observer_info).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while observer
+            .query_opt(
+                "SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND state = 'active' \
+                 AND query LIKE '%' || $2 || '%'",
+                &[&pid, &needle],
+            )
+            .unwrap()
+            .is_none()
+        {
+            assert!(std::time::Instant::now() < deadline, "never started");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        cancel();
+    });
+    let start = std::time::Instant::now();
+    let err = client
+        .batch_execute(&format!("SELECT pg_sleep(30) -- {tag}"))
+        .unwrap_err();
+    assert!(start.elapsed() < std::time::Duration::from_secs(10));
+    canceller.join().unwrap();
+    err
+}
+
+#[test]
+fn cancel_over_tls() {
+    let info = conninfo(
+        "localhost",
+        "postgres",
+        &format!("sslmode=verify-full sslrootcert={}", tls_server().ca()),
+    );
+    // Blocking token.
+    let mut client = Client::connect_url(&info).unwrap();
+    let token = client.cancel_token().unwrap();
+    let err = cancel_while_sleeping(&mut client, "blocking tls", move || token.cancel().unwrap());
+    assert_eq!(err.code().map(|c| c.code()), Some("57014"), "{err}");
+    assert_eq!(server_view(&mut client), (true, "postgres".into()));
+
+    // The async token, from an async client, cancelling from another runtime.
+    run(async {
+        let mut client = AsyncClient::connect_url(&info).await.unwrap();
+        let token = client.cancel_token().unwrap();
+        let pid = client.backend_key().unwrap().0;
+        let observer_info = conninfo("127.0.0.1", "postgres", "sslmode=disable");
+        let canceller = std::thread::spawn(move || {
+            let mut observer = Client::connect_url(&observer_info).unwrap();
+            while observer
+                .query_opt(
+                    "SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND state = 'active' \
+                     AND query LIKE '%async tls%'",
+                    &[&pid],
+                )
+                .unwrap()
+                .is_none()
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            run(token.cancel_async()).unwrap();
+        });
+        let err = client
+            .batch_execute("SELECT pg_sleep(30) -- async tls")
+            .await
+            .unwrap_err();
+        assert_eq!(err.code().map(|c| c.code()), Some("57014"), "{err}");
+        canceller.join().unwrap();
+        let row = client.query_one(SSL_QUERY, &[]).await.unwrap();
+        assert!(row.get::<_, bool>(0));
+    });
+}
+
+#[test]
+fn reconnect_keeps_tls() {
+    let info = conninfo(
+        "localhost",
+        SCRAM_USER,
+        &format!(
+            "password='{SCRAM_PASSWORD}' sslmode=verify-full sslrootcert={} channel_binding=require",
+            tls_server().ca()
+        ),
+    );
+    let mut client = Client::connect_url(&info).unwrap();
+    client
+        .set_param("application_name", "tls reconnect")
+        .unwrap();
+    let pid = client.backend_key().unwrap().0;
+    let mut admin = Client::connect_url(&conninfo("127.0.0.1", "postgres", "")).unwrap();
+    admin
+        .execute("SELECT pg_terminate_backend($1)", &[&pid])
+        .unwrap();
+    while admin
+        .query_opt("SELECT 1 FROM pg_stat_activity WHERE pid = $1", &[&pid])
+        .unwrap()
+        .is_some()
+    {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(
+        client.batch_execute("SELECT 1").unwrap_err().class(),
+        ErrorClass::Broken
+    );
+    let row = client
+        .query_one(
+            "SELECT ssl, current_setting('application_name') FROM pg_stat_ssl \
+             WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .unwrap();
+    assert!(row.get::<_, bool>(0));
+    assert_eq!(row.get::<_, &str>(1), "tls reconnect");
+    assert!(client.transport().is_tls());
+}
