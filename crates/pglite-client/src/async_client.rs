@@ -206,12 +206,16 @@ impl AsyncClient {
     pub(crate) async fn enter(&mut self) -> Result<(), Error> {
         if self.in_flight {
             self.core.broken = true;
-            self.in_flight = false;
         }
         if self.core.broken {
             // Rollbacks scheduled on the lost connection have nothing left to do.
             self.pending.clear();
-            self.core.reconnect_async().await?;
+            // In flight while reconnecting: abandoning it leaves the new session
+            // mid-exchange too.
+            self.in_flight = true;
+            let reconnected = self.core.reconnect_async().await;
+            self.in_flight = false;
+            reconnected?;
         }
         self.core.check_open()?;
         self.in_flight = true;

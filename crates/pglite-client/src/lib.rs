@@ -5,8 +5,12 @@
 //! The blocking [`Client`] speaks the v3 protocol over any [`Transport`] — a byte pipe
 //! with `send` and `receive`; it spawns no threads and needs no runtime.
 //! `AsyncClient` (feature `tokio`, on by default) runs the same protocol core on tokio
-//! sockets. Both connect from libpq connection strings ([`Config`]); [`Target`] also
-//! parses `pglite://` URLs for the embedded engine.
+//! sockets. Both connect from libpq connection strings ([`Config`]) — with TLS
+//! (feature `tls`: rustls, libpq's `sslmode` rules, SCRAM-SHA-256-PLUS), cancel
+//! requests ([`CancelToken`]), automatic reconnection with remembered settings
+//! ([`Client::set_param`]) and [`Error::class`] for retry decisions; [`Target`] also
+//! parses `pglite://` URLs for the embedded engine. MD5 authentication needs the
+//! `md5` feature.
 //!
 //! ```no_run
 //! use pglite_client::{Client, StartupConfig, TcpTransport};

@@ -56,6 +56,7 @@ fn terminate(pid: i32) {
     }
 }
 
+#[cfg(feature = "tokio")]
 fn run<F: std::future::Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -132,6 +133,7 @@ fn cancel_over_a_unix_socket() {
     client.batch_execute("SELECT 1").unwrap();
 }
 
+#[cfg(feature = "tokio")]
 #[test]
 fn cancel_a_running_query_async() {
     run(async {
@@ -259,6 +261,7 @@ fn clients_without_a_config_stay_closed() {
     assert_eq!(err.kind(), ErrorKind::Closed);
 }
 
+#[cfg(feature = "tokio")]
 #[test]
 fn reconnect_reapplies_params_async() {
     run(async {

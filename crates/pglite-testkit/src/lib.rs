@@ -36,7 +36,12 @@
 //!    trust for everyone else on loopback.
 //! 4. Starts `postgres` on a free loopback port (`listen_addresses=127.0.0.1`) and the
 //!    socket directory, with default durability unless [`Builder::fast`] or
-//!    [`Builder::setting`] say otherwise; optional TLS ([`Builder::tls`]).
+//!    [`Builder::setting`] say otherwise; optional TLS with given files
+//!    ([`Builder::tls`]) or generated ones ([`Builder::generated_tls`]: a CA, a server
+//!    certificate for `localhost`/`127.0.0.1`/`::1` and client certificates for
+//!    [`AuthMethod::Cert`] users, made with rcgen in milliseconds; see [`TlsFiles`]).
+//!    Users can be limited to TLS or plain connections ([`Builder::user_with`],
+//!    `hostssl`/`hostnossl` lines followed by `reject`).
 //! 5. Waits until the postmaster reports `ready` in `postmaster.pid` and the port
 //!    accepts TCP connections (or fails with the log when it exits or times out).
 //!
