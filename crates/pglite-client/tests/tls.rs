@@ -457,3 +457,45 @@ fn reconnect_keeps_tls() {
     assert_eq!(row.get::<_, &str>(1), "tls reconnect");
     assert!(client.transport().is_tls());
 }
+
+#[test]
+fn notifications_with_timeouts_over_tls() {
+    let info = conninfo(
+        "localhost",
+        "postgres",
+        &format!("sslmode=verify-full sslrootcert={}", tls_server().ca()),
+    );
+    let mut listener = Client::connect_url(&info).unwrap();
+    let mut notifier = Client::connect_url(&info).unwrap();
+    listener.batch_execute("LISTEN tls_chan").unwrap();
+    // A read timeout inside TLS leaves the session intact.
+    let none = listener
+        .wait_for_notification(std::time::Duration::from_millis(50))
+        .unwrap();
+    assert!(none.is_none());
+    notifier.batch_execute("NOTIFY tls_chan, 'one'").unwrap();
+    let n = listener
+        .wait_for_notification(std::time::Duration::from_secs(10))
+        .unwrap()
+        .expect("a notification");
+    assert_eq!(n.payload(), "one");
+    assert!(server_view(&mut listener).0);
+
+    run(async {
+        let mut listener = AsyncClient::connect_url(&info).await.unwrap();
+        listener.batch_execute("LISTEN tls_chan").await.unwrap();
+        let none = listener
+            .wait_for_notification(std::time::Duration::from_millis(50))
+            .await
+            .unwrap();
+        assert!(none.is_none());
+        notifier.batch_execute("NOTIFY tls_chan, 'two'").unwrap();
+        let n = listener
+            .wait_for_notification(std::time::Duration::from_secs(10))
+            .await
+            .unwrap()
+            .expect("a notification");
+        assert_eq!(n.payload(), "two");
+        listener.batch_execute("SELECT 1").await.unwrap();
+    });
+}
