@@ -406,3 +406,53 @@ fn connect_errors() {
         assert!(err.to_string().contains("does not support TLS"), "{err}");
     });
 }
+
+#[test]
+fn authentication_policy() {
+    run(async {
+        let url = |user: &str, password: &str, extra: &str| {
+            format!(
+                "postgres://{user}:{}@127.0.0.1:{}/postgres?{extra}",
+                password.replace(' ', "%20"),
+                server().port
+            )
+        };
+        // Cleartext over plain TCP: refused, with the way to allow it.
+        let err = AsyncClient::connect_url(&url(
+            support::PLAIN_USER,
+            support::PLAIN_PASSWORD,
+            "sslmode=disable",
+        ))
+        .await
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Authentication, "{err}");
+        assert!(err.to_string().contains("require_auth=password"), "{err}");
+        let mut client = AsyncClient::connect_url(&url(
+            support::PLAIN_USER,
+            support::PLAIN_PASSWORD,
+            "sslmode=disable&require_auth=password",
+        ))
+        .await
+        .unwrap();
+        let row = client
+            .query_one("SELECT current_user::text", &[])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, &str>(0), support::PLAIN_USER);
+
+        // MD5 depends on the cargo feature.
+        let md5 = AsyncClient::connect_url(&url(
+            support::MD5_USER,
+            support::MD5_PASSWORD,
+            "sslmode=disable",
+        ))
+        .await;
+        if cfg!(feature = "md5") {
+            md5.unwrap();
+        } else {
+            let err = md5.unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Authentication, "{err}");
+            assert!(err.to_string().contains("`md5` cargo feature"), "{err}");
+        }
+    });
+}
