@@ -153,6 +153,15 @@ fn verify_ca_refuses_another_ca() {
             assert!(err.to_string().contains("other-ca.crt"), "{err}");
         }
     }
+    // prefer gives up on TLS that does not verify and goes on in plain text (libpq).
+    let info = conninfo(
+        "localhost",
+        "postgres",
+        &format!("sslmode=prefer sslrootcert={}", other.display()),
+    );
+    let mut client = Client::connect_url(&info).unwrap();
+    assert_eq!(server_view(&mut client), (false, "postgres".into()));
+    assert!(!async_view(&info).0);
 }
 
 #[test]
