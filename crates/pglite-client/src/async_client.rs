@@ -142,7 +142,7 @@ impl<W: AsyncWrite + Unpin> CopySink for TokioWriter<W> {
 /// # Ok(()) }
 /// ```
 pub struct AsyncClient {
-    core: Core<TokioIo>,
+    pub(crate) core: Core<TokioIo>,
     /// A call was started and not finished (its future was dropped).
     in_flight: bool,
     /// Rollbacks scheduled by dropped [`AsyncTransaction`]s, run before the next call.

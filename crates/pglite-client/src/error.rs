@@ -37,6 +37,8 @@ pub enum ErrorKind {
     Usage,
     /// `COMMIT` found the transaction failed and rolled it back instead.
     RolledBack,
+    /// No pooled connection became available within the pool's acquire timeout.
+    PoolTimeout,
 }
 
 enum Detail {
@@ -179,6 +181,7 @@ impl fmt::Display for Error {
             ErrorKind::Usage => "usage error",
             ErrorKind::Engine => "engine error",
             ErrorKind::RolledBack => "transaction rolled back",
+            ErrorKind::PoolTimeout => "pool timeout",
         };
         write!(f, "{kind}: {}", self.message)?;
         if let Some(source) = &self.source {
