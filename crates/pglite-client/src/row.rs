@@ -5,7 +5,6 @@ use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use fallible_iterator::FallibleIterator;
 use postgres_protocol::message::backend::DataRowBody;
 use postgres_types::{FromSql, Kind, Type, WasNull, WrongType};
@@ -59,7 +58,9 @@ impl<T: RowIndex + ?Sized> RowIndex for &T {
 #[derive(Clone)]
 pub struct Row {
     columns: Arc<[Column]>,
-    data: Bytes,
+    /// The `DataRow` itself (kept whole: taking its bytes out would cost a reference
+    /// count increment and decrement per row).
+    body: DataRowBody,
     ranges: Vec<Option<Range<usize>>>,
 }
 
@@ -78,7 +79,7 @@ impl Row {
         }
         Ok(Row {
             columns,
-            data: body.buffer_bytes().clone(),
+            body,
             ranges,
         })
     }
@@ -103,7 +104,7 @@ impl Row {
         self.ranges
             .get(idx)
             .and_then(|r| r.clone())
-            .map(|r| &self.data[r])
+            .map(|r| &self.body.buffer()[r])
     }
 
     /// Reads a value, converting it to `T`.
