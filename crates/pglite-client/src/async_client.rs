@@ -77,11 +77,7 @@ impl Io for TokioIo {
     /// Cancel-safe when nothing is queued (`read_buf` loses no data when dropped).
     async fn receive(&mut self, buf: &mut BytesMut) -> Result<(), Error> {
         self.write_out().await?;
-        // Fill the buffer's spare room first: rows keep the blocks they were decoded
-        // from alive, so a fresh block for every read would mostly go unused.
-        if buf.capacity() - buf.len() < 8 * 1024 {
-            buf.reserve(CHUNK);
-        }
+        buf.reserve(CHUNK);
         let n = match &mut self.stream {
             Stream::Tcp(s) => s.read_buf(buf).await?,
             #[cfg(unix)]
