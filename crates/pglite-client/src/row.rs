@@ -332,9 +332,15 @@ mod tests {
     #[test]
     fn numerics_beyond_decimal_are_an_error_not_a_panic() {
         use rust_decimal::Decimal;
-        // numeric_send(1e32) and numeric_send(1e36).
+        // numeric_send(1e32) and numeric_send(1e36); a zero with weight 7 and no
+        // digits (which PostgreSQL never sends) made rust_decimal panic the same way.
         let big = [0, 1, 0, 8, 0, 0, 0, 0, 0, 1];
         let bigger = [0, 1, 0, 9, 0, 0, 0, 0, 0, 1];
+        let hollow = [0, 0, 0, 7, 0, 0, 0, 1];
+        let err = row_of(Type::NUMERIC, &hollow)
+            .try_get::<_, Decimal>(0)
+            .unwrap_err();
+        assert!(format!("{err}").contains("invalid numeric"), "{err}");
         for raw in [&big[..], &bigger[..]] {
             let row = row_of(Type::NUMERIC, raw);
             let err = row.try_get::<_, Decimal>(0).unwrap_err();

@@ -134,23 +134,34 @@ pub(crate) fn numeric_text(raw: &[u8]) -> Result<String, BoxError> {
 }
 
 /// Checks that a binary `numeric` (or every element of a `numeric[]`) can be given to
-/// `rust_decimal`'s `FromSql`, which panics instead of failing for some values of
-/// 10^32 and more (rust_decimal 1.43: `from_i128_with_scale` on 10^32 or 10^36 while
-/// decoding). A weight of 8 or more means at least 10^32, beyond `Decimal::MAX`
-/// (about 7.9·10^28), so refusing those loses no value `Decimal` could hold.
+/// `rust_decimal`'s `FromSql`, which panics instead of failing for some values
+/// (rust_decimal 1.43 multiplies the digits it read by 10^(4·z), z = weight + 1 −
+/// digit count, through `from_i128_with_scale`, which panics for 10^32 and 10^36).
+/// Refused: a weight of 8 or more — at least 10^32, beyond `Decimal::MAX` (about
+/// 7.9·10^28), so no value `Decimal` could hold is lost — and z ≥ 8 with fewer
+/// digits (only a malformed zero, which PostgreSQL never sends).
 pub(crate) fn check_decimal_range(ty: &Type, raw: &[u8]) -> Result<(), BoxError> {
     let check = |raw: &[u8]| -> Result<(), BoxError> {
-        let Some(&[_, _, w0, w1, s0, s1]) = raw.get(..6) else {
+        let Some(&[n0, n1, w0, w1, s0, s1]) = raw.get(..6) else {
             return Ok(()); // too short: rust_decimal reports that itself
         };
+        let digits = i32::from(u16::from_be_bytes([n0, n1]));
+        let weight = i32::from(i16::from_be_bytes([w0, w1]));
         let sign = u16::from_be_bytes([s0, s1]);
-        let weight = i16::from_be_bytes([w0, w1]);
-        if sign & 0xC000 != 0xC000 && weight >= 8 {
+        if sign & 0xC000 == 0xC000 {
+            return Ok(()); // NaN, ±Infinity: rust_decimal refuses them itself
+        }
+        if weight >= 8 {
             return Err(format!(
                 "numeric value out of range for rust_decimal::Decimal: {} (read it as text)",
                 numeric_text(raw).unwrap_or_else(|_| "invalid numeric".into())
             )
             .into());
+        }
+        if weight + 1 - digits >= 8 {
+            return Err(
+                format!("invalid numeric: weight {weight} with {digits} digit groups").into(),
+            );
         }
         Ok(())
     };
