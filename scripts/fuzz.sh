@@ -80,6 +80,7 @@ children_cpu() {
 
 host=$(rustc -vV | sed -n 's/^host: //p')
 coverage_log=$fuzz_dir/artifacts/coverage.log
+mkdir -p "$fuzz_dir/artifacts"
 : >"$coverage_log"
 
 failed=()
