@@ -237,7 +237,7 @@ fn idle_connections_close_after_the_idle_timeout_down_to_min_idle() {
 fn connections_are_retired_after_their_max_lifetime() {
     run(async {
         let pool = builder("pool-lifetime")
-            .max_lifetime(Some(Duration::from_millis(300)))
+            .max_lifetime(Some(Duration::from_secs(1)))
             .build()
             .unwrap();
         let mut client = pool.get().await.unwrap();
@@ -245,7 +245,7 @@ fn connections_are_retired_after_their_max_lifetime() {
         drop(client);
         let mut client = pool.get().await.unwrap();
         assert_eq!(backend_pid(&mut client).await, first, "reused while young");
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        tokio::time::sleep(Duration::from_millis(1100)).await;
         // Checked out past its lifetime: closed when it comes back.
         drop(client);
         let mut client = pool.get().await.unwrap();
