@@ -40,6 +40,8 @@ pub enum ErrorKind {
     /// TLS could not be set up: the server refused it where it is required, the
     /// handshake failed, or the server's certificate did not verify.
     Tls,
+    /// No pooled connection became available within the pool's acquire timeout.
+    PoolTimeout,
 }
 
 /// What an error means for the connection and for retrying; see [`Error::class`].
@@ -155,6 +157,7 @@ impl Error {
     /// | SQLSTATE class `28` (authorization: wrong password, no `pg_hba.conf` entry), `3D000` (no such database), even when `FATAL` | `Permanent` |
     /// | any other `FATAL`/`PANIC` server error (e.g. `57P01` terminated by an administrator, `08P01` protocol violation) | `Broken` |
     /// | kinds `Io`, `Protocol`, `Closed`, `Engine` | `Broken` |
+    /// | kind `PoolTimeout` (no pooled connection in time) | `Transient` |
     /// | every other server error and kind (`Config`, `Authentication`, `Tls`, `Conversion`, `Usage`, ...) | `Permanent` |
     pub fn class(&self) -> ErrorClass {
         match self.kind {
@@ -183,6 +186,7 @@ impl Error {
             ErrorKind::Io | ErrorKind::Protocol | ErrorKind::Closed | ErrorKind::Engine => {
                 ErrorClass::Broken
             }
+            ErrorKind::PoolTimeout => ErrorClass::Transient,
             _ => ErrorClass::Permanent,
         }
     }
@@ -240,6 +244,7 @@ impl fmt::Display for Error {
             ErrorKind::Engine => "engine error",
             ErrorKind::RolledBack => "transaction rolled back",
             ErrorKind::Tls => "TLS error",
+            ErrorKind::PoolTimeout => "pool timeout",
         };
         write!(f, "{kind}: {}", self.message)?;
         if let Some(source) = &self.source {

@@ -61,6 +61,8 @@ mod error;
 mod io;
 mod json;
 mod notify;
+#[cfg(feature = "pool")]
+mod pool;
 mod protocol;
 mod reconnect;
 mod row;
@@ -86,6 +88,8 @@ pub use crate::connstr::{
 };
 pub use crate::error::{DbError, Error, ErrorClass, ErrorKind, ErrorPosition};
 pub use crate::notify::Notification;
+#[cfg(feature = "pool")]
+pub use crate::pool::{Pool, PoolBuilder, PoolStatus, PooledClient};
 pub use crate::protocol::TransactionStatus;
 pub use crate::row::{Row, RowIndex, SimpleColumn, SimpleResult};
 pub use crate::sqlstate::SqlState;

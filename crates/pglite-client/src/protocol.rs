@@ -29,6 +29,11 @@ pub enum TransactionStatus {
 
 pub(crate) type NoticeHandler = Box<dyn FnMut(&DbError) + Send>;
 
+/// The longest backend message body accepted: PostgreSQL builds each message in one
+/// buffer of at most 1 GiB (`MaxAllocSize`), so anything longer is not a server
+/// talking.
+const MAX_MESSAGE_BODY: usize = 1 << 30;
+
 pub(crate) struct Session {
     /// Encoded frontend messages not yet handed to the transport.
     pub(crate) out: BytesMut,
@@ -59,6 +64,9 @@ impl Session {
     /// `Ok(None)` means more input is needed.
     pub(crate) fn poll_message(&mut self) -> Result<Option<Message>, Error> {
         loop {
+            if !self.has_whole_message()? {
+                return Ok(None);
+            }
             let message = Message::parse(&mut self.input).map_err(|e| {
                 Error::with_source(ErrorKind::Protocol, "cannot decode a backend message", e)
             })?;
@@ -103,6 +111,26 @@ impl Session {
                 other => return Ok(Some(other)),
             }
         }
+    }
+
+    /// True if [`Session::input`] starts with a complete message. Checked before
+    /// `Message::parse`, which reserves room for a whole message as soon as it has
+    /// seen the length in its header: a bogus length would allocate up to 4 GiB at
+    /// once. This way the buffer grows only with the data that actually arrives, and
+    /// a length beyond [`MAX_MESSAGE_BODY`] is a protocol error.
+    fn has_whole_message(&self) -> Result<bool, Error> {
+        let Some(header) = self.input.get(..5) else {
+            return Ok(false);
+        };
+        let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+        if len > MAX_MESSAGE_BODY + 4 {
+            return Err(Error::protocol(format!(
+                "the server sent a message ({:?}) of {len} bytes, more than PostgreSQL ever \
+                 sends (1 GiB)",
+                header[0] as char
+            )));
+        }
+        Ok(self.input.len() > len)
     }
 
     pub(crate) fn set_status(&mut self, status: u8) -> Result<(), Error> {
@@ -158,4 +186,53 @@ pub(crate) fn message_name(message: &Message) -> &'static str {
 
 pub(crate) fn unexpected(message: &Message) -> Error {
     Error::protocol(format!("unexpected message {}", message_name(message)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by fuzzing: a message header claiming almost 4 GiB made the client
+    /// reserve that much memory before a single byte of the body arrived.
+    #[test]
+    fn message_lengths_do_not_allocate_ahead_of_the_data() {
+        let mut session = Session::new();
+        session
+            .input
+            .extend_from_slice(&[b'D', 0x40, 0, 0, 0, 0, 1, 0, 0]);
+        assert!(matches!(session.poll_message(), Ok(None)));
+        assert!(
+            session.input.capacity() < 1 << 20,
+            "{}",
+            session.input.capacity()
+        );
+
+        let mut session = Session::new();
+        session
+            .input
+            .extend_from_slice(&[b'D', 0xFF, 0xFF, 0xFF, 0xF0, 0]);
+        let Err(err) = session.poll_message() else {
+            panic!("a 4 GiB message was accepted");
+        };
+        assert_eq!(err.kind(), ErrorKind::Protocol);
+        assert!(err.to_string().contains("1 GiB"), "{err}");
+        assert!(session.input.capacity() < 1 << 20);
+    }
+
+    #[test]
+    fn messages_split_anywhere_decode_once_complete() {
+        // ParameterStatus, then ReadyForQuery, fed one byte at a time.
+        let mut bytes = vec![b'S', 0, 0, 0, 8, b'a', 0, b'b', 0];
+        bytes.extend_from_slice(&[b'Z', 0, 0, 0, 5, b'I']);
+        let mut session = Session::new();
+        let mut got = Vec::new();
+        for b in bytes {
+            session.input.extend_from_slice(&[b]);
+            if let Some(m) = session.poll_message().ok().flatten() {
+                got.push(message_name(&m));
+            }
+        }
+        assert_eq!(got, ["ReadyForQuery"]);
+        assert_eq!(session.parameters["a"], "b");
+    }
 }

@@ -5,16 +5,15 @@ use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use fallible_iterator::FallibleIterator;
 use postgres_protocol::message::backend::DataRowBody;
-use postgres_types::{FromSql, Type, WasNull, WrongType};
+use postgres_types::{FromSql, Kind, Type, WasNull, WrongType};
 use serde_json::Value;
 
 use crate::error::{Error, ErrorKind};
 use crate::json::binary_to_json;
 use crate::statement::Column;
-use crate::text::binary_to_text;
+use crate::text::{binary_to_text, check_array_header, check_decimal_range};
 
 /// Something that picks a column of a [`Row`]: a `usize` index or a column name.
 pub trait RowIndex: fmt::Display {
@@ -59,7 +58,9 @@ impl<T: RowIndex + ?Sized> RowIndex for &T {
 #[derive(Clone)]
 pub struct Row {
     columns: Arc<[Column]>,
-    data: Bytes,
+    /// The `DataRow` itself (kept whole: taking its bytes out would cost a reference
+    /// count increment and decrement per row).
+    body: DataRowBody,
     ranges: Vec<Option<Range<usize>>>,
 }
 
@@ -78,7 +79,7 @@ impl Row {
         }
         Ok(Row {
             columns,
-            data: body.buffer_bytes().clone(),
+            body,
             ranges,
         })
     }
@@ -103,7 +104,7 @@ impl Row {
         self.ranges
             .get(idx)
             .and_then(|r| r.clone())
-            .map(|r| &self.data[r])
+            .map(|r| &self.body.buffer()[r])
     }
 
     /// Reads a value, converting it to `T`.
@@ -144,6 +145,23 @@ impl Row {
                     format!("cannot read column {idx} (\"{}\")", column.name()),
                     Box::new(WrongType::new::<T>(column.type_().clone())),
                 ));
+            }
+            let refuse = |e| {
+                Error::conversion(
+                    format!("cannot read column {idx} (\"{}\")", column.name()),
+                    e,
+                )
+            };
+            if let (Kind::Array(_), Some(raw)) = (column.type_().kind(), raw) {
+                check_array_header(raw).map_err(refuse)?;
+            }
+            // rust_decimal's FromSql panics on some out-of-range values: refuse those
+            // first. (Its impl cannot be replaced, so it is recognised by name.)
+            if let Some(raw) = raw
+                && matches!(*column.type_(), Type::NUMERIC | Type::NUMERIC_ARRAY)
+                && std::any::type_name::<T>().contains("rust_decimal::")
+            {
+                check_decimal_range(column.type_(), raw).map_err(refuse)?;
             }
             column.type_()
         } else {
@@ -284,4 +302,94 @@ pub(crate) fn rows_affected(tag: &str) -> Option<u64> {
         return None;
     }
     words.next_back()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+    use postgres_protocol::message::backend::Message;
+
+    use super::*;
+
+    /// A row of one column of type `ty` holding `value`, decoded from a `DataRow`.
+    fn row_of(ty: Type, value: &[u8]) -> Row {
+        let mut bytes = BytesMut::new();
+        bytes.extend_from_slice(b"D");
+        bytes.extend_from_slice(&(4 + 2 + 4 + value.len() as i32).to_be_bytes());
+        bytes.extend_from_slice(&1i16.to_be_bytes());
+        bytes.extend_from_slice(&(value.len() as i32).to_be_bytes());
+        bytes.extend_from_slice(value);
+        let Ok(Some(Message::DataRow(body))) = Message::parse(&mut bytes) else {
+            panic!("not a DataRow");
+        };
+        let columns: Arc<[Column]> = vec![Column::new("v".into(), ty, 0, 0)].into();
+        Row::new(columns, body).unwrap()
+    }
+
+    /// Found by fuzzing: rust_decimal's `FromSql` panics ("Number exceeds maximum
+    /// value that can be represented") on numerics such as 1e32, which PostgreSQL
+    /// sends as one digit group of weight 8; also inside a `numeric[]`.
+    #[test]
+    fn numerics_beyond_decimal_are_an_error_not_a_panic() {
+        use rust_decimal::Decimal;
+        // numeric_send(1e32) and numeric_send(1e36); a zero with weight 7 and no
+        // digits (which PostgreSQL never sends) made rust_decimal panic the same way.
+        let big = [0, 1, 0, 8, 0, 0, 0, 0, 0, 1];
+        let bigger = [0, 1, 0, 9, 0, 0, 0, 0, 0, 1];
+        let hollow = [0, 0, 0, 7, 0, 0, 0, 1];
+        let err = row_of(Type::NUMERIC, &hollow)
+            .try_get::<_, Decimal>(0)
+            .unwrap_err();
+        assert!(format!("{err}").contains("invalid numeric"), "{err}");
+        for raw in [&big[..], &bigger[..]] {
+            let row = row_of(Type::NUMERIC, raw);
+            let err = row.try_get::<_, Decimal>(0).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Conversion);
+            assert!(
+                format!("{err}").contains("out of range for rust_decimal"),
+                "{err}"
+            );
+            assert!(row.try_get::<_, Option<Decimal>>(0).is_err());
+        }
+        assert_eq!(
+            row_of(Type::NUMERIC, &big).get_text(0).as_deref(),
+            Some("100000000000000000000000000000000")
+        );
+        let mut array = Vec::new();
+        for word in [1, 0, Type::NUMERIC.oid() as i32, 1, 1, big.len() as i32] {
+            array.extend_from_slice(&word.to_be_bytes());
+        }
+        array.extend_from_slice(&big);
+        let row = row_of(Type::NUMERIC_ARRAY, &array);
+        assert!(row.try_get::<_, Vec<Decimal>>(0).is_err());
+        // The largest weight Decimal can hold still reads: 10^28.
+        let row = row_of(Type::NUMERIC, &[0, 1, 0, 7, 0, 0, 0, 0, 0, 1]);
+        assert_eq!(
+            row.get::<_, Decimal>(0).to_string(),
+            "10000000000000000000000000000"
+        );
+    }
+
+    /// Found by fuzzing: `postgres-types`' `Vec<T>` reserves room for the element
+    /// count an array's header claims, so a 24-byte value claiming 2^31 - 1 elements
+    /// allocated 32 GiB or more.
+    #[test]
+    fn arrays_claiming_more_elements_than_they_hold_are_refused() {
+        let mut value = Vec::new();
+        for word in [1, 0, 23, i32::MAX, 1, 4, 7] {
+            value.extend_from_slice(&word.to_be_bytes());
+        }
+        let row = row_of(Type::INT4_ARRAY, &value);
+        let err = row.try_get::<_, Vec<i32>>(0).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Conversion);
+        assert!(format!("{err}").contains("elements claimed"), "{err}");
+        assert!(row.try_get::<_, Vec<Option<String>>>(0).is_err());
+        // get_text falls back to the raw bytes, as for any value it cannot decode.
+        assert!(row.get_text(0).is_some());
+        // The same array holding its one element reads fine.
+        value[12..16].copy_from_slice(&1i32.to_be_bytes());
+        let row = row_of(Type::INT4_ARRAY, &value);
+        assert_eq!(row.get::<_, Vec<i32>>(0), vec![7]);
+        assert_eq!(row.get_text(0).as_deref(), Some("{7}"));
+    }
 }

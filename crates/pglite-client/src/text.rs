@@ -133,6 +133,48 @@ pub(crate) fn numeric_text(raw: &[u8]) -> Result<String, BoxError> {
     Ok(out)
 }
 
+/// Checks that a binary `numeric` (or every element of a `numeric[]`) can be given to
+/// `rust_decimal`'s `FromSql`, which panics instead of failing for some values
+/// (rust_decimal 1.43 multiplies the digits it read by 10^(4·z), z = weight + 1 −
+/// digit count, through `from_i128_with_scale`, which panics for 10^32 and 10^36).
+/// Refused: a weight of 8 or more — at least 10^32, beyond `Decimal::MAX` (about
+/// 7.9·10^28), so no value `Decimal` could hold is lost — and z ≥ 8 with fewer
+/// digits (only a malformed zero, which PostgreSQL never sends).
+pub(crate) fn check_decimal_range(ty: &Type, raw: &[u8]) -> Result<(), BoxError> {
+    let check = |raw: &[u8]| -> Result<(), BoxError> {
+        let Some(&[n0, n1, w0, w1, s0, s1]) = raw.get(..6) else {
+            return Ok(()); // too short: rust_decimal reports that itself
+        };
+        let digits = i32::from(u16::from_be_bytes([n0, n1]));
+        let weight = i32::from(i16::from_be_bytes([w0, w1]));
+        let sign = u16::from_be_bytes([s0, s1]);
+        if sign & 0xC000 == 0xC000 {
+            return Ok(()); // NaN, ±Infinity: rust_decimal refuses them itself
+        }
+        if weight >= 8 {
+            return Err(format!(
+                "numeric value out of range for rust_decimal::Decimal: {} (read it as text)",
+                numeric_text(raw).unwrap_or_else(|_| "invalid numeric".into())
+            )
+            .into());
+        }
+        if weight + 1 - digits >= 8 {
+            return Err(
+                format!("invalid numeric: weight {weight} with {digits} digit groups").into(),
+            );
+        }
+        Ok(())
+    };
+    if *ty == Type::NUMERIC_ARRAY {
+        for element in decode_array(raw)?.elements.into_iter().flatten() {
+            check(element)?;
+        }
+        Ok(())
+    } else {
+        check(raw)
+    }
+}
+
 /// Proleptic Gregorian (year, month, day) of a day count since 1970-01-01.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -251,7 +293,50 @@ pub(crate) struct DecodedArray<'a> {
     pub elements: Vec<Option<&'a [u8]>>,
 }
 
+/// PostgreSQL's limit on array dimensions (`MAXDIM`).
+const MAX_ARRAY_DIMS: usize = 6;
+
+/// Checks a binary array's header against its length before anything decodes it.
+///
+/// Decoders — ours and `postgres-types`' `Vec<T>` — reserve room for the element
+/// count the header claims; every element takes at least 4 bytes (its length), so a
+/// claim the value cannot hold is refused here instead of allocating tens of GiB for
+/// a 20-byte value. Also refused, as PostgreSQL never sends them: more than 6
+/// dimensions, and zero-length dimensions (an empty array has no dimensions), which
+/// would make the renderers loop over the other dimensions' lengths.
+pub(crate) fn check_array_header(raw: &[u8]) -> Result<(), BoxError> {
+    let word = |i: usize| -> Result<i32, BoxError> {
+        raw.get(i..i + 4)
+            .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+            .ok_or_else(|| "invalid array: too short".into())
+    };
+    let dims = word(0)?;
+    word(8)?; // flags and element type
+    let dims = usize::try_from(dims).map_err(|_| "invalid array: negative dimension count")?;
+    if dims > MAX_ARRAY_DIMS {
+        return Err(format!("invalid array: {dims} dimensions (at most {MAX_ARRAY_DIMS})").into());
+    }
+    let mut elements: u64 = if dims == 0 { 0 } else { 1 };
+    for d in 0..dims {
+        let len = word(12 + 8 * d)?;
+        word(16 + 8 * d)?;
+        if len <= 0 {
+            return Err("invalid array: a dimension of length zero or less".into());
+        }
+        elements = elements.saturating_mul(len as u64);
+    }
+    let body = (raw.len() - (12 + 8 * dims)) as u64;
+    if elements.saturating_mul(4) > body {
+        return Err(format!(
+            "invalid array: {elements} elements claimed in {body} bytes of element data"
+        )
+        .into());
+    }
+    Ok(())
+}
+
 pub(crate) fn decode_array(raw: &[u8]) -> Result<DecodedArray<'_>, BoxError> {
+    check_array_header(raw)?;
     let array = pt::array_from_sql(raw)?;
     let dims: Vec<(i32, i32)> = array
         .dimensions()
@@ -291,8 +376,9 @@ fn array_text(elem: &Type, raw: &[u8]) -> Result<String, BoxError> {
     }
     let mut out = String::new();
     if array.dims.iter().any(|d| d.1 != 1) {
-        for (len, lower) in &array.dims {
-            write!(out, "[{}:{}]", lower, lower + len - 1).expect("write to string");
+        for &(len, lower) in &array.dims {
+            let upper = i64::from(lower) + i64::from(len) - 1;
+            write!(out, "[{lower}:{upper}]").expect("write to string");
         }
         out.push('=');
     }
@@ -378,6 +464,55 @@ mod tests {
         );
         assert_eq!(numeric_text(&numeric(2, 0, 0, &[1])).unwrap(), "100000000");
         assert_eq!(numeric_text(&numeric(0, 0xC000, 0, &[])).unwrap(), "NaN");
+    }
+
+    /// A binary array header: dimensions (length, lower bound), then element data.
+    fn array(dims: &[(i32, i32)], elements: &[&[u8]]) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&(dims.len() as i32).to_be_bytes());
+        v.extend_from_slice(&0i32.to_be_bytes());
+        v.extend_from_slice(&Type::INT4.oid().to_be_bytes());
+        for (len, lower) in dims {
+            v.extend_from_slice(&len.to_be_bytes());
+            v.extend_from_slice(&lower.to_be_bytes());
+        }
+        for e in elements {
+            v.extend_from_slice(&(e.len() as i32).to_be_bytes());
+            v.extend_from_slice(e);
+        }
+        v
+    }
+
+    /// Found by fuzzing: a header claiming 2^31 - 1 elements made the decoder reserve
+    /// 32 GiB; zero-length dimensions beside a huge one made the renderers loop (and
+    /// allocate) that many times; an upper bound past i32::MAX overflowed.
+    #[test]
+    fn arrays_that_claim_more_than_they_hold_are_refused() {
+        let four = 4i32.to_be_bytes();
+        let huge = array(&[(i32::MAX, 1)], &[&four]);
+        assert!(binary_to_text(&Type::INT4_ARRAY, &huge).is_err());
+        assert!(crate::json::binary_to_json(&Type::INT4_ARRAY, &huge).is_err());
+        let hollow = array(&[(i32::MAX, 1), (0, 1)], &[]);
+        assert!(binary_to_text(&Type::INT4_ARRAY, &hollow).is_err());
+        assert!(crate::json::binary_to_json(&Type::INT4_ARRAY, &hollow).is_err());
+        let deep = array(&[(1, 1); 7], &[&four]);
+        assert!(binary_to_text(&Type::INT4_ARRAY, &deep).is_err());
+        assert!(check_array_header(&[0, 0, 0]).is_err());
+        assert!(check_array_header(&[0, 0, 0, 0, 0]).is_err());
+
+        // Well-formed arrays still render, bounds beyond i32 included.
+        let high = array(&[(2, i32::MAX)], &[&four, &four]);
+        assert_eq!(
+            binary_to_text(&Type::INT4_ARRAY, &high).unwrap(),
+            "[2147483647:2147483648]={4,4}"
+        );
+        let empty = array(&[], &[]);
+        assert_eq!(binary_to_text(&Type::INT4_ARRAY, &empty).unwrap(), "{}");
+        let square = array(&[(2, 1), (1, 1)], &[&four, &four]);
+        assert_eq!(
+            binary_to_text(&Type::INT4_ARRAY, &square).unwrap(),
+            "{{4},{4}}"
+        );
     }
 
     #[test]
