@@ -21,6 +21,7 @@ use crate::io::Io;
 use crate::notify::Notification;
 use crate::protocol::TransactionStatus;
 use crate::row::{Row, SimpleResult};
+use crate::rows::Unsettled;
 use crate::statement::{Statement, ToStatement};
 
 /// A tokio socket to a PostgreSQL server.
@@ -142,11 +143,14 @@ impl<W: AsyncWrite + Unpin> CopySink for TokioWriter<W> {
 /// # Ok(()) }
 /// ```
 pub struct AsyncClient {
-    core: Core<TokioIo>,
+    pub(crate) core: Core<TokioIo>,
     /// A call was started and not finished (its future was dropped).
-    in_flight: bool,
+    pub(crate) in_flight: bool,
     /// Rollbacks scheduled by dropped [`AsyncTransaction`]s, run before the next call.
     pending: Vec<String>,
+    /// Replies left unread by streams, cursors and COPY writers dropped early; read
+    /// to the end before the next call.
+    pub(crate) unsettled: Vec<Unsettled>,
 }
 
 impl fmt::Debug for AsyncClient {
@@ -192,6 +196,7 @@ macro_rules! call {
         result
     }};
 }
+pub(crate) use call;
 
 impl AsyncClient {
     /// Connects as described by a libpq connection string (`postgres://…` URL or
@@ -228,6 +233,7 @@ impl AsyncClient {
                         core,
                         in_flight: false,
                         pending: Vec::new(),
+                        unsettled: Vec::new(),
                     });
                 }
                 Err(e) if e.kind() == ErrorKind::Config => return Err(e),
@@ -238,14 +244,22 @@ impl AsyncClient {
     }
 
     /// Marks the start of a call: a call abandoned earlier poisons the connection;
-    /// rollbacks scheduled by dropped transactions run first (their SQL errors are
-    /// ignored, as with the blocking client's drop).
-    async fn enter(&mut self) -> Result<(), Error> {
+    /// replies left by dropped streams are read to their end, then rollbacks scheduled
+    /// by dropped transactions run (their SQL errors are ignored, as with the blocking
+    /// client's drop).
+    pub(crate) async fn enter(&mut self) -> Result<(), Error> {
         if self.in_flight {
             self.core.broken = true;
         }
         self.core.check_open()?;
         self.in_flight = true;
+        while !self.unsettled.is_empty() {
+            let unsettled = self.unsettled.remove(0);
+            if let Err(e) = self.core.settle(unsettled).await {
+                self.in_flight = false;
+                return Err(e);
+            }
+        }
         while !self.pending.is_empty() {
             let sql = self.pending.remove(0);
             if let Err(e) = self.core.batch_execute(&sql).await

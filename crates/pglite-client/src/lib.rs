@@ -42,6 +42,8 @@
 
 #[cfg(feature = "tokio")]
 mod async_client;
+#[cfg(feature = "tokio")]
+mod async_stream;
 mod cache;
 mod client;
 mod config;
@@ -68,6 +70,8 @@ mod types;
 
 #[cfg(feature = "tokio")]
 pub use crate::async_client::{AsyncClient, AsyncTransaction};
+#[cfg(feature = "tokio")]
+pub use crate::async_stream::{AsyncRowStream, AsyncSimpleQueryStream};
 pub use crate::client::Client;
 pub use crate::config::StartupConfig;
 pub use crate::connect::SocketTransport;

@@ -16,7 +16,7 @@ use crate::core::{Core, Drain, Reply, discards_statements, is_stale_plan};
 use crate::error::{Error, ErrorKind};
 use crate::io::Io;
 use crate::protocol::{TransactionStatus, unexpected};
-use crate::row::Row;
+use crate::row::{Row, rows_affected};
 use crate::statement::{Column, Statement, StatementSource, ToStatement};
 
 /// Longest statement text recorded in a tracing span, in bytes.
@@ -61,6 +61,10 @@ pub(crate) struct RowsState {
     suspended: bool,
     /// A cursor: fetch the next batch when a batch ends suspended.
     pub(crate) portal: Option<Portal>,
+    /// Opened as a cursor (`portal` is taken when it is closed).
+    pub(crate) cursor: bool,
+    /// `DataRow`s read so far.
+    pub(crate) returned: u64,
     /// `ReadyForQuery` of the last request was read (or the connection failed).
     pub(crate) done: bool,
     /// The statement's tracing span, entered around each read.
@@ -70,6 +74,17 @@ pub(crate) struct RowsState {
 }
 
 impl RowsState {
+    /// Once the rows have ended: the rows affected or returned. For a cursor the
+    /// number of rows it returned (the server's tag only counts the last batch).
+    pub(crate) fn rows_affected(&self) -> Option<u64> {
+        let tag = self.tag.as_deref()?;
+        if self.cursor {
+            Some(self.returned)
+        } else {
+            rows_affected(tag)
+        }
+    }
+
     /// What to do with this reply if its reader goes away before the end.
     pub(crate) fn unsettled(&mut self) -> Option<Unsettled> {
         if self.done {
@@ -158,7 +173,9 @@ impl<I: Io> Core<I> {
             columns: stmt.columns_arc().clone(),
             tag: None,
             suspended: false,
+            cursor: portal.is_some(),
             portal,
+            returned: 0,
             done: false,
             span: Span::none(),
             _statement: stmt.clone(),
@@ -208,14 +225,13 @@ impl<I: Io> Core<I> {
                         && let Some(portal) = &state.portal
                     {
                         state.suspended = false;
-                        frontend::execute(&portal.name, portal.fetch_size, &mut self.session.out)
-                            .and_then(|()| {
-                                frontend::sync(&mut self.session.out);
-                                Ok(())
-                            })
-                            .map_err(|e| {
-                                Error::with_source(ErrorKind::Usage, "cannot encode Execute", e)
-                            })?;
+                        // Portal names are ours and the fetch size is positive.
+                        let _ = frontend::execute(
+                            &portal.name,
+                            portal.fetch_size,
+                            &mut self.session.out,
+                        );
+                        frontend::sync(&mut self.session.out);
                         if let Err(e) = self.send_out().await {
                             state.done = true;
                             return Err(e);
@@ -232,7 +248,10 @@ impl<I: Io> Core<I> {
                         None => Ok(None),
                     };
                 }
-                Some(Message::DataRow(body)) => return Ok(Some(body)),
+                Some(Message::DataRow(body)) => {
+                    state.returned += 1;
+                    return Ok(Some(body));
+                }
                 Some(Message::CommandComplete(body)) => match body.tag() {
                     Ok(tag) => {
                         state.tag = Some(tag.to_owned());

@@ -10,7 +10,7 @@ use crate::client::Client;
 use crate::error::{Error, ErrorKind};
 use crate::io::run_blocking;
 use crate::protocol::TransactionStatus;
-use crate::row::{Row, rows_affected};
+use crate::row::Row;
 use crate::rows::{Portal, RowsState};
 use crate::simple::{SimpleQueryMessage, SimpleState};
 use crate::statement::{Column, ToStatement};
@@ -143,15 +143,16 @@ impl<'a, T: Transport> RowStream<'a, T> {
         &self.state.columns
     }
 
-    /// The command tag (e.g. `SELECT 3`, `UPDATE 2`), once the stream has ended.
+    /// The command tag (e.g. `SELECT 3`, `UPDATE 2`), once the stream has ended. For a
+    /// cursor, the tag of its last batch (PostgreSQL counts that batch's rows only).
     pub fn command_tag(&self) -> Option<&str> {
         self.state.tag.as_deref()
     }
 
-    /// The number of rows the statement affected or returned, from the command tag,
-    /// once the stream has ended.
+    /// Once the stream has ended: the number of rows the statement affected or
+    /// returned, from the command tag; for a cursor, the number of rows it returned.
     pub fn rows_affected(&self) -> Option<u64> {
-        self.state.tag.as_deref().and_then(rows_affected)
+        self.state.rows_affected()
     }
 }
 

@@ -11,5 +11,6 @@ mod json;
 mod notify;
 mod query;
 mod split;
+mod stream;
 mod transactions;
 mod types;
