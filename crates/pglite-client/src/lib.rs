@@ -55,6 +55,7 @@ mod error;
 mod io;
 mod json;
 mod notify;
+mod pipeline;
 mod protocol;
 mod row;
 mod rows;
@@ -80,6 +81,9 @@ pub use crate::connstr::{
 };
 pub use crate::error::{DbError, Error, ErrorKind, ErrorPosition};
 pub use crate::notify::Notification;
+#[cfg(feature = "tokio")]
+pub use crate::pipeline::AsyncPipeline;
+pub use crate::pipeline::{BatchOutcome, BatchResult, Pipeline};
 pub use crate::protocol::TransactionStatus;
 pub use crate::row::{Row, RowIndex, SimpleColumn, SimpleResult};
 pub use crate::simple::{SimpleQueryMessage, SimpleRow};

@@ -9,6 +9,7 @@ mod copy;
 mod errors;
 mod json;
 mod notify;
+mod pipeline;
 mod query;
 mod split;
 mod stream;
