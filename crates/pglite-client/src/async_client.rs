@@ -369,7 +369,12 @@ impl AsyncClient {
 
     /// Starts a transaction block (`BEGIN`).
     pub async fn transaction(&mut self) -> Result<AsyncTransaction<'_>, Error> {
-        self.batch_execute("BEGIN").await?;
+        self.begin_with("BEGIN").await
+    }
+
+    /// Starts a transaction block with `begin` (`BEGIN ISOLATION LEVEL ...`).
+    pub(crate) async fn begin_with(&mut self, begin: &str) -> Result<AsyncTransaction<'_>, Error> {
+        self.batch_execute(begin).await?;
         Ok(AsyncTransaction {
             client: self,
             savepoint: None,

@@ -11,6 +11,7 @@ mod json;
 mod notify;
 mod pipeline;
 mod query;
+mod retry;
 mod split;
 mod stream;
 mod transactions;
