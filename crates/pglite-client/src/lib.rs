@@ -86,6 +86,8 @@ pub use crate::notify::Notification;
 pub use crate::pipeline::AsyncPipeline;
 pub use crate::pipeline::{BatchOutcome, BatchResult, Pipeline};
 pub use crate::protocol::TransactionStatus;
+#[cfg(feature = "tokio")]
+pub use crate::retry::TransactionFuture;
 pub use crate::retry::{IsolationLevel, RetryPolicy};
 pub use crate::row::{Row, RowIndex, SimpleColumn, SimpleResult};
 pub use crate::simple::{SimpleQueryMessage, SimpleRow};

@@ -196,6 +196,12 @@ impl<T: Transport> Client<T> {
     }
 }
 
+/// The future a [`AsyncClient::with_transaction`](crate::AsyncClient::with_transaction)
+/// closure returns: boxed, `Send`, borrowing the transaction.
+#[cfg(feature = "tokio")]
+pub type TransactionFuture<'a, R> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<R, Error>> + Send + 'a>>;
+
 #[cfg(feature = "tokio")]
 mod tokio_driver {
     use tracing::Instrument;
@@ -204,23 +210,83 @@ mod tokio_driver {
     use crate::async_client::{AsyncClient, AsyncTransaction};
 
     impl AsyncClient {
-        /// Runs the async closure `f` in a transaction and commits it, retrying as
-        /// `policy` says on serialization failures and deadlocks; the async twin of
+        /// Runs `f` in a transaction and commits it, retrying as `policy` says on
+        /// serialization failures and deadlocks; the async twin of
         /// [`Client::with_transaction`], waiting between attempts with
         /// `tokio::time::sleep`.
         ///
+        /// `f` returns a boxed future (`Box::pin(async move { ... })`), which keeps
+        /// this call's future `Send`, so it can run in `tokio::spawn`. That future
+        /// may borrow the transaction but nothing else of the caller's: move clones
+        /// (or `Arc`s) into it. [`with_transaction_local`](AsyncClient::with_transaction_local)
+        /// takes an async closure that can borrow freely, at the price of a future
+        /// that is not `Send`.
+        ///
         /// ```no_run
         /// # async fn demo(client: &mut pglite_client::AsyncClient) -> Result<(), pglite_client::Error> {
-        /// use pglite_client::{AsyncTransaction, IsolationLevel, RetryPolicy};
+        /// use pglite_client::{IsolationLevel, RetryPolicy};
         /// let policy = RetryPolicy::default().isolation(IsolationLevel::Serializable);
+        /// let id = 7i32;
         /// let n: u64 = client
-        ///     .with_transaction(&policy, async |tx: &mut AsyncTransaction<'_>| {
-        ///         tx.execute("UPDATE counters SET n = n + 1 WHERE id = $1", &[&1i32]).await
+        ///     .with_transaction(&policy, move |tx| {
+        ///         Box::pin(async move {
+        ///             tx.execute("UPDATE counters SET n = n + 1 WHERE id = $1", &[&id]).await
+        ///         })
         ///     })
         ///     .await?;
         /// # Ok(()) }
         /// ```
         pub async fn with_transaction<R, F>(
+            &mut self,
+            policy: &RetryPolicy,
+            mut f: F,
+        ) -> Result<R, Error>
+        where
+            F: for<'a, 'b> FnMut(&'a mut AsyncTransaction<'b>) -> TransactionFuture<'a, R>,
+        {
+            check_idle(self.transaction_status())?;
+            let begin = policy.begin_sql();
+            let mut attempt = 1;
+            loop {
+                let span = tracing::debug_span!("transaction", attempt);
+                let result = async {
+                    let mut tx = self.begin_with(&begin).await?;
+                    let value = f(&mut tx).await?;
+                    tx.commit().await?;
+                    Ok(value)
+                }
+                .instrument(span)
+                .await;
+                match result {
+                    Err(e) if policy.retries(attempt, &e) => {
+                        tracing::debug!(attempt, error = %e, "retrying the transaction");
+                        tokio::time::sleep(policy.delay(attempt)).await;
+                        attempt += 1;
+                    }
+                    other => return other,
+                }
+            }
+        }
+
+        /// [`with_transaction`](AsyncClient::with_transaction) with an async closure,
+        /// which may borrow (and mutate) the caller's variables. The returned future
+        /// is not `Send` (the compiler cannot yet prove it for async closures that
+        /// take a reference), so it cannot run inside `tokio::spawn`; use it in
+        /// `block_on`, a current-thread `LocalSet`, or `main`.
+        ///
+        /// ```no_run
+        /// # async fn demo(client: &mut pglite_client::AsyncClient) -> Result<(), pglite_client::Error> {
+        /// use pglite_client::{AsyncTransaction, RetryPolicy};
+        /// let mut attempts = 0;
+        /// client
+        ///     .with_transaction_local(&RetryPolicy::default(), async |tx: &mut AsyncTransaction<'_>| {
+        ///         attempts += 1;
+        ///         tx.execute("UPDATE counters SET n = n + 1", &[]).await
+        ///     })
+        ///     .await?;
+        /// # Ok(()) }
+        /// ```
+        pub async fn with_transaction_local<R, F>(
             &mut self,
             policy: &RetryPolicy,
             mut f: F,
