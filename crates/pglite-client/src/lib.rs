@@ -44,6 +44,7 @@
 mod async_client;
 #[cfg(feature = "tokio")]
 mod async_stream;
+mod binary_copy;
 mod cache;
 mod client;
 mod config;
@@ -74,6 +75,11 @@ mod types;
 pub use crate::async_client::{AsyncClient, AsyncTransaction};
 #[cfg(feature = "tokio")]
 pub use crate::async_stream::{AsyncRowStream, AsyncSimpleQueryStream};
+#[cfg(feature = "tokio")]
+pub use crate::binary_copy::{AsyncBinaryCopyInWriter, AsyncBinaryCopyOutReader};
+pub use crate::binary_copy::{
+    BinaryCopyDecoder, BinaryCopyEncoder, BinaryCopyInWriter, BinaryCopyOutReader, BinaryRow,
+};
 pub use crate::client::Client;
 pub use crate::config::StartupConfig;
 pub use crate::connect::SocketTransport;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use pglite_client::{
     AsyncClient, AsyncTransaction, BatchOutcome, ErrorKind, IsolationLevel, RetryPolicy,
-    SimpleQueryMessage, TransactionStatus,
+    SimpleQueryMessage, TransactionStatus, Type,
 };
 use support::server;
 
@@ -327,5 +327,61 @@ fn with_transaction_local_borrows_and_retries() {
             .await
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Usage);
+    });
+}
+
+#[test]
+fn binary_copy_both_ways() {
+    run(async {
+        let mut client = connect().await;
+        client
+            .batch_execute("CREATE TEMP TABLE abc (id int8, name text, score float8)")
+            .await
+            .unwrap();
+        let types = [Type::INT8, Type::TEXT, Type::FLOAT8];
+        let mut writer = client
+            .copy_in_binary("COPY abc FROM STDIN (FORMAT binary)", &types)
+            .await
+            .unwrap();
+        for id in 0..30000i64 {
+            let score = (id % 3 != 0).then_some(id as f64 / 2.0);
+            writer
+                .write(&[&id, &format!("name {id}"), &score])
+                .await
+                .unwrap();
+        }
+        assert_eq!(writer.finish().await.unwrap(), 30000);
+
+        // Dropped before finish: aborted before the next call.
+        let mut writer = client
+            .copy_in_binary("COPY abc FROM STDIN (FORMAT binary)", &types)
+            .await
+            .unwrap();
+        writer
+            .write(&[&1i64, &"dropped", &None::<f64>])
+            .await
+            .unwrap();
+        drop(writer);
+
+        let mut reader = client
+            .copy_out_binary(
+                "COPY (SELECT * FROM abc ORDER BY id) TO STDOUT (FORMAT binary)",
+                &types,
+            )
+            .await
+            .unwrap();
+        let mut id = 0i64;
+        while let Some(row) = poll_next(&mut reader).await {
+            let row = row.unwrap();
+            assert_eq!(row.get::<i64>(0), id);
+            assert_eq!(row.get::<&str>(1), format!("name {id}"));
+            assert_eq!(
+                row.get::<Option<f64>>(2),
+                (id % 3 != 0).then_some(id as f64 / 2.0)
+            );
+            id += 1;
+        }
+        assert_eq!(id, 30000);
+        assert_eq!(reader.rows_affected(), Some(30000));
     });
 }

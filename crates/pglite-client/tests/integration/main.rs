@@ -4,6 +4,7 @@
 mod support;
 
 mod auth;
+mod binary_copy;
 mod cache;
 mod copy;
 mod errors;
