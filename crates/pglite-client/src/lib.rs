@@ -38,6 +38,15 @@
 //! them (`Vec<T>`). Values of any other type arrive as text and read as
 //! `String`/`&str`. Parameters use [`ToSql`]; a text value (`&str`, `String`) given for
 //! a parameter of another type is sent as text for the server to parse.
+//!
+//! # Beyond request and reply
+//! Both drivers stream rows as they arrive ([`Client::query_raw`],
+//! [`Client::simple_query_raw`]), read cursors in batches ([`Client::cursor`]), send
+//! pipelined batches in one round trip ([`Client::pipeline`]), retry transactions on
+//! serialization failures and deadlocks ([`Client::with_transaction`],
+//! [`RetryPolicy`]) and copy rows in PostgreSQL's binary COPY format
+//! ([`Client::copy_in_binary`], [`Client::copy_out_binary`]). Operations are traced
+//! with `tracing` spans (statement text truncated, parameter values never recorded).
 #![deny(missing_docs)]
 
 #[cfg(feature = "tokio")]
@@ -133,5 +142,22 @@ mod tests {
         send_sync::<Error>();
         send_sync::<SimpleResult>();
         send_sync::<Notification>();
+        send::<RowStream<'static, TcpTransport>>();
+        send::<SimpleQueryStream<'static, TcpTransport>>();
+        send::<Pipeline<'static, TcpTransport>>();
+        send::<BinaryCopyInWriter<'static, TcpTransport>>();
+        send::<BinaryCopyOutReader<'static, TcpTransport>>();
+        send_sync::<SimpleRow>();
+        send_sync::<BinaryRow>();
+        send_sync::<BatchOutcome>();
+        send_sync::<RetryPolicy>();
+        #[cfg(feature = "tokio")]
+        {
+            send::<AsyncRowStream<'static>>();
+            send::<AsyncSimpleQueryStream<'static>>();
+            send::<AsyncPipeline<'static>>();
+            send::<AsyncBinaryCopyInWriter<'static>>();
+            send::<AsyncBinaryCopyOutReader<'static>>();
+        }
     }
 }
