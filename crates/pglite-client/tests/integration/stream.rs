@@ -250,6 +250,20 @@ fn cursors_stop_early_close_their_portal_and_need_a_transaction() {
         .get(0);
     assert_eq!(open, 0);
 
+    // SQL-level cursors through the simple-query stream.
+    let fetched = tx
+        .simple_query_raw(
+            "DECLARE sql_cursor CURSOR FOR SELECT generate_series(1, 10); \
+             FETCH 4 FROM sql_cursor; FETCH 4 FROM sql_cursor; CLOSE sql_cursor",
+        )
+        .unwrap()
+        .filter_map(|m| match m.unwrap() {
+            SimpleQueryMessage::Row(row) => Some(row.get(0).unwrap().to_owned()),
+            _ => None,
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(fetched, ["1", "2", "3", "4", "5", "6", "7", "8"]);
+
     // Two cursors in turn, and a cursor read to the end.
     let a: Vec<i32> = tx
         .cursor("SELECT generate_series(1, 5)", &[], 2)
