@@ -121,3 +121,55 @@ fn streams_cursors_pipelines_and_binary_copy_over_the_engine() {
     assert_eq!(count, 10000);
     db.close().unwrap();
 }
+
+/// The same requests through `pglite serve`'s server: cursors hold the engine for
+/// their transaction, portal names are renamed per client.
+#[cfg(feature = "server")]
+#[test]
+fn cursors_and_pipelines_through_the_server() {
+    use pglite::client::Client;
+
+    let server = pglite::Server::builder()
+        .temporary()
+        .listen("127.0.0.1:0".parse().unwrap())
+        .build()
+        .unwrap()
+        .spawn()
+        .unwrap();
+    for _ in 0..2 {
+        // Each client names its first portal pglite_p1.
+        let mut client = Client::connect_url(server.url()).unwrap();
+        let mut tx = client.transaction().unwrap();
+        let rows: Vec<i32> = tx
+            .cursor("SELECT generate_series(1, 30)", &[], 7)
+            .unwrap()
+            .map(|r| r.unwrap().get(0))
+            .collect();
+        assert_eq!(rows, (1..=30).collect::<Vec<_>>());
+        let first = tx
+            .cursor("SELECT generate_series(1, 1000)", &[], 10)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.get::<_, i32>(0), 1);
+        tx.commit().unwrap();
+
+        let mut batch = client.pipeline();
+        batch.add("SELECT $1::int4 + 1", &[&41i32]).unwrap();
+        batch.add("SELECT 1/0", &[]).unwrap();
+        batch.add("SELECT 3", &[]).unwrap();
+        let outcomes = batch.run().unwrap();
+        assert_eq!(outcomes[0].result().unwrap().rows()[0].get::<_, i32>(0), 42);
+        assert_eq!(outcomes[1].error().unwrap().code().unwrap().code(), "22012");
+        assert!(outcomes[2].is_skipped());
+        let n: i64 = client
+            .query_raw("SELECT g::int8 FROM generate_series(1, 5000) g", &[])
+            .unwrap()
+            .map(|r| r.unwrap().get::<_, i64>(0))
+            .sum();
+        assert_eq!(n, 5000 * 5001 / 2);
+        client.close().unwrap();
+    }
+    server.stop().unwrap();
+}
