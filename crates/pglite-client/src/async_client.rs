@@ -21,6 +21,7 @@ use crate::io::Io;
 use crate::notify::Notification;
 use crate::protocol::TransactionStatus;
 use crate::row::{Row, SimpleResult};
+use crate::rows::Unsettled;
 use crate::statement::{Statement, ToStatement};
 
 /// A tokio socket to a PostgreSQL server.
@@ -159,6 +160,9 @@ pub struct AsyncClient {
     pub(crate) in_flight: bool,
     /// Rollbacks scheduled by dropped [`AsyncTransaction`]s, run before the next call.
     pending: Vec<String>,
+    /// Replies left unread by streams, cursors and COPY writers dropped early; read
+    /// to the end before the next call.
+    pub(crate) unsettled: Vec<Unsettled>,
 }
 
 impl fmt::Debug for AsyncClient {
@@ -179,6 +183,7 @@ macro_rules! call {
         result
     }};
 }
+pub(crate) use call;
 
 impl AsyncClient {
     /// Connects as described by a libpq connection string (`postgres://…` URL or
@@ -197,19 +202,23 @@ impl AsyncClient {
             core: crate::async_connect::connect(config).await?,
             in_flight: false,
             pending: Vec::new(),
+            unsettled: Vec::new(),
         })
     }
 
     /// Marks the start of a call: a call abandoned earlier poisons the connection;
-    /// rollbacks scheduled by dropped transactions run first (their SQL errors are
-    /// ignored, as with the blocking client's drop).
+    /// replies left by dropped streams are read to their end, then rollbacks scheduled
+    /// by dropped transactions run (their SQL errors are ignored, as with the blocking
+    /// client's drop).
     pub(crate) async fn enter(&mut self) -> Result<(), Error> {
         if self.in_flight {
             self.core.broken = true;
         }
         if self.core.broken {
-            // Rollbacks scheduled on the lost connection have nothing left to do.
+            // Rollbacks scheduled and replies left unread on the lost connection have
+            // nothing left to do.
             self.pending.clear();
+            self.unsettled.clear();
             // In flight while reconnecting: abandoning it leaves the new session
             // mid-exchange too.
             self.in_flight = true;
@@ -219,6 +228,13 @@ impl AsyncClient {
         }
         self.core.check_open()?;
         self.in_flight = true;
+        while !self.unsettled.is_empty() {
+            let unsettled = self.unsettled.remove(0);
+            if let Err(e) = self.core.settle(unsettled).await {
+                self.in_flight = false;
+                return Err(e);
+            }
+        }
         while !self.pending.is_empty() {
             let sql = self.pending.remove(0);
             if let Err(e) = self.core.batch_execute(&sql).await
@@ -328,7 +344,12 @@ impl AsyncClient {
 
     /// Starts a transaction block (`BEGIN`).
     pub async fn transaction(&mut self) -> Result<AsyncTransaction<'_>, Error> {
-        self.batch_execute("BEGIN").await?;
+        self.begin_with("BEGIN").await
+    }
+
+    /// Starts a transaction block with `begin` (`BEGIN ISOLATION LEVEL ...`).
+    pub(crate) async fn begin_with(&mut self, begin: &str) -> Result<AsyncTransaction<'_>, Error> {
+        self.batch_execute(begin).await?;
         Ok(AsyncTransaction {
             client: self,
             savepoint: None,

@@ -6,12 +6,14 @@ use std::io::{self, Read, Write};
 
 use postgres_protocol::message::backend::Message;
 use postgres_protocol::message::frontend;
+use tracing::Instrument;
 
 use crate::core::{Core, Drain, Reply};
 use crate::error::{Error, ErrorKind};
 use crate::io::Io;
 use crate::protocol::unexpected;
 use crate::row::rows_affected;
+use crate::rows::span_sql;
 
 /// Bytes per `CopyData` message, and the buffer size handed to the transport at once.
 pub(crate) const CHUNK: usize = 64 * 1024;
@@ -52,6 +54,21 @@ impl<W: Write> CopySink for SyncWriter<W> {
 }
 
 pub(crate) async fn copy_in<I: Io, R: CopySource>(
+    client: &mut Core<I>,
+    sql: &str,
+    reader: R,
+) -> Result<u64, Error> {
+    copy_in_untraced(client, sql, reader)
+        .instrument(copy_span(sql, "in"))
+        .await
+}
+
+/// The span of a COPY.
+pub(crate) fn copy_span(sql: &str, direction: &'static str) -> tracing::Span {
+    tracing::debug_span!("copy", sql = span_sql(sql), direction)
+}
+
+async fn copy_in_untraced<I: Io, R: CopySource>(
     client: &mut Core<I>,
     sql: &str,
     mut reader: R,
@@ -96,7 +113,45 @@ pub(crate) async fn copy_in<I: Io, R: CopySource>(
         }
     }
     client.flush_out().await?;
+    let reply = read_copy_in_reply(client).await;
+    if let Some(e) = read_error {
+        return Err(Error::with_source(
+            ErrorKind::Io,
+            "reading the COPY data failed (the COPY was aborted)",
+            e,
+        ));
+    }
+    reply.into_count("copy_in")
+}
 
+/// The reply to a `COPY ... FROM STDIN` whose data was sent.
+pub(crate) struct CopyInReply {
+    result: Result<(), Error>,
+    count: Option<u64>,
+    saw_copy_in: bool,
+}
+
+impl CopyInReply {
+    /// The rows copied, or the error; `call` names the API in the message for a
+    /// statement that was not `COPY ... FROM STDIN`.
+    pub(crate) fn into_count(self, call: &str) -> Result<u64, Error> {
+        self.result?;
+        if !self.saw_copy_in {
+            return Err(Error::new(
+                ErrorKind::Usage,
+                format!(
+                    "{call} needs a COPY ... FROM STDIN statement (the statement was run, \
+                     the data ignored)"
+                ),
+            ));
+        }
+        Ok(self.count.unwrap_or(0))
+    }
+}
+
+/// Reads the reply to a `COPY ... FROM STDIN` (data, `CopyDone`/`CopyFail` sent) up to
+/// `ReadyForQuery`.
+pub(crate) async fn read_copy_in_reply<I: Io>(client: &mut Core<I>) -> CopyInReply {
     let mut count = None;
     let mut saw_copy_in = false;
     let result = client
@@ -118,24 +173,24 @@ pub(crate) async fn copy_in<I: Io, R: CopySource>(
             Ok(())
         })
         .await;
-    if let Some(e) = read_error {
-        return Err(Error::with_source(
-            ErrorKind::Io,
-            "reading the COPY data failed (the COPY was aborted)",
-            e,
-        ));
+    CopyInReply {
+        result,
+        count,
+        saw_copy_in,
     }
-    result?;
-    if !saw_copy_in {
-        return Err(Error::new(
-            ErrorKind::Usage,
-            "copy_in needs a COPY ... FROM STDIN statement (the statement was run, the data ignored)",
-        ));
-    }
-    Ok(count.unwrap_or(0))
 }
 
 pub(crate) async fn copy_out<I: Io, W: CopySink>(
+    client: &mut Core<I>,
+    sql: &str,
+    writer: W,
+) -> Result<u64, Error> {
+    copy_out_untraced(client, sql, writer)
+        .instrument(copy_span(sql, "out"))
+        .await
+}
+
+async fn copy_out_untraced<I: Io, W: CopySink>(
     client: &mut Core<I>,
     sql: &str,
     mut writer: W,

@@ -42,13 +42,25 @@
 //! them (`Vec<T>`). Values of any other type arrive as text and read as
 //! `String`/`&str`. Parameters use [`ToSql`]; a text value (`&str`, `String`) given for
 //! a parameter of another type is sent as text for the server to parse.
+//!
+//! # Beyond request and reply
+//! Both drivers stream rows as they arrive ([`Client::query_raw`],
+//! [`Client::simple_query_raw`]), read cursors in batches ([`Client::cursor`]), send
+//! pipelined batches in one round trip ([`Client::pipeline`]), retry transactions on
+//! serialization failures and deadlocks ([`Client::with_transaction`],
+//! [`RetryPolicy`]) and copy rows in PostgreSQL's binary COPY format
+//! ([`Client::copy_in_binary`], [`Client::copy_out_binary`]). Operations are traced
+//! with `tracing` spans (statement text truncated, parameter values never recorded).
 #![deny(missing_docs)]
 
 #[cfg(feature = "tokio")]
 mod async_client;
 #[cfg(feature = "tokio")]
 mod async_connect;
+#[cfg(feature = "tokio")]
+mod async_stream;
 mod auth;
+mod binary_copy;
 mod cache;
 mod cancel;
 mod client;
@@ -61,13 +73,18 @@ mod error;
 mod io;
 mod json;
 mod notify;
+mod pipeline;
 #[cfg(feature = "pool")]
 mod pool;
 mod protocol;
 mod reconnect;
+mod retry;
 mod row;
+mod rows;
+mod simple;
 mod sqlstate;
 mod statement;
+mod stream;
 mod text;
 #[cfg(feature = "tls")]
 mod tls;
@@ -78,7 +95,14 @@ mod types;
 
 #[cfg(feature = "tokio")]
 pub use crate::async_client::{AsyncClient, AsyncTransaction};
+#[cfg(feature = "tokio")]
+pub use crate::async_stream::{AsyncRowStream, AsyncSimpleQueryStream};
 pub use crate::auth::{AuthMethod, ChannelBinding, RequireAuth};
+#[cfg(feature = "tokio")]
+pub use crate::binary_copy::{AsyncBinaryCopyInWriter, AsyncBinaryCopyOutReader};
+pub use crate::binary_copy::{
+    BinaryCopyDecoder, BinaryCopyEncoder, BinaryCopyInWriter, BinaryCopyOutReader, BinaryRow,
+};
 pub use crate::cancel::CancelToken;
 pub use crate::client::Client;
 pub use crate::config::StartupConfig;
@@ -88,12 +112,20 @@ pub use crate::connstr::{
 };
 pub use crate::error::{DbError, Error, ErrorClass, ErrorKind, ErrorPosition};
 pub use crate::notify::Notification;
+#[cfg(feature = "tokio")]
+pub use crate::pipeline::AsyncPipeline;
+pub use crate::pipeline::{BatchOutcome, BatchResult, Pipeline};
 #[cfg(feature = "pool")]
 pub use crate::pool::{Pool, PoolBuilder, PoolStatus, PooledClient};
 pub use crate::protocol::TransactionStatus;
+#[cfg(feature = "tokio")]
+pub use crate::retry::TransactionFuture;
+pub use crate::retry::{IsolationLevel, RetryPolicy};
 pub use crate::row::{Row, RowIndex, SimpleColumn, SimpleResult};
+pub use crate::simple::{SimpleQueryMessage, SimpleRow};
 pub use crate::sqlstate::SqlState;
 pub use crate::statement::{Column, Statement, StatementSource, ToStatement};
+pub use crate::stream::{RowStream, SimpleQueryStream};
 pub use crate::transaction::Transaction;
 #[cfg(feature = "tls")]
 pub use crate::transport::TlsTransport;
@@ -135,5 +167,22 @@ mod tests {
         send_sync::<Notification>();
         send_sync::<CancelToken>();
         send::<Client<SocketTransport>>();
+        send::<RowStream<'static, TcpTransport>>();
+        send::<SimpleQueryStream<'static, TcpTransport>>();
+        send::<Pipeline<'static, TcpTransport>>();
+        send::<BinaryCopyInWriter<'static, TcpTransport>>();
+        send::<BinaryCopyOutReader<'static, TcpTransport>>();
+        send_sync::<SimpleRow>();
+        send_sync::<BinaryRow>();
+        send_sync::<BatchOutcome>();
+        send_sync::<RetryPolicy>();
+        #[cfg(feature = "tokio")]
+        {
+            send::<AsyncRowStream<'static>>();
+            send::<AsyncSimpleQueryStream<'static>>();
+            send::<AsyncPipeline<'static>>();
+            send::<AsyncBinaryCopyInWriter<'static>>();
+            send::<AsyncBinaryCopyOutReader<'static>>();
+        }
     }
 }

@@ -159,6 +159,9 @@ impl<I: Io> Core<I> {
         self.close_queue = close_queue;
         self.cache.clear();
         self.types.clear();
+        // Portals and unread replies belonged to the old session.
+        self.portals_to_close.clear();
+        self.stream_open = false;
         self.broken = false;
         self.reconnect.generation += 1;
     }

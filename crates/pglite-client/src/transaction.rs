@@ -23,7 +23,12 @@ pub struct Transaction<'a, T: Transport> {
 impl<T: Transport> Client<T> {
     /// Starts a transaction block (`BEGIN`).
     pub fn transaction(&mut self) -> Result<Transaction<'_, T>, Error> {
-        self.batch_execute("BEGIN")?;
+        self.begin_with("BEGIN")
+    }
+
+    /// Starts a transaction block with `begin` (`BEGIN ISOLATION LEVEL ...`).
+    pub(crate) fn begin_with(&mut self, begin: &str) -> Result<Transaction<'_, T>, Error> {
+        self.batch_execute(begin)?;
         Ok(Transaction {
             client: self,
             savepoint: None,

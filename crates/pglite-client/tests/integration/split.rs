@@ -1,7 +1,7 @@
 //! Messages split at arbitrary byte boundaries (and many messages per receive).
 
 use bytes::BytesMut;
-use pglite_client::{Client, Error, TcpTransport, Transport};
+use pglite_client::{Client, Error, TcpTransport, Transport, Type};
 
 use crate::support::{self, server};
 
@@ -84,7 +84,39 @@ fn exercise<T: Transport>(client: &mut Client<T>) {
     let mut out = Vec::new();
     tx.copy_out("COPY split_t TO STDOUT", &mut out).unwrap();
     assert_eq!(out, data.as_bytes());
+    exercise_streams(&mut tx);
     tx.rollback().unwrap();
+}
+
+/// Streams, cursors, pipelines and binary COPY (inside a transaction).
+fn exercise_streams<T: Transport>(client: &mut Client<T>) {
+    let sum: i64 = client
+        .query_raw("SELECT g::int8 FROM generate_series(1, 300) g", &[])
+        .unwrap()
+        .map(|r| r.unwrap().get::<_, i64>(0))
+        .sum();
+    assert_eq!(sum, 45150);
+    let n = client
+        .cursor(
+            "SELECT repeat('z', g) FROM generate_series(1, 40) g",
+            &[],
+            7,
+        )
+        .unwrap()
+        .map(|r| r.unwrap().get::<_, String>(0).len())
+        .sum::<usize>();
+    assert_eq!(n, 820);
+    let messages = client
+        .simple_query_raw("SELECT 1; SELECT 2")
+        .unwrap()
+        .count();
+    assert_eq!(messages, 6);
+    let mut batch = client.pipeline();
+    batch.add("SELECT $1::int4 * 2", &[&21i32]).unwrap();
+    batch.add("SELECT 1/0", &[]).unwrap();
+    let outcomes = batch.run().unwrap();
+    assert_eq!(outcomes[0].result().unwrap().rows()[0].get::<_, i32>(0), 42);
+    assert_eq!(outcomes[1].error().unwrap().code().unwrap().code(), "22012");
 }
 
 #[test]
@@ -140,6 +172,8 @@ impl StrictCopy {
     fn check(&self) {
         let mut i = 0;
         let mut in_copy = false;
+        // Extended-protocol messages not yet followed by Sync (or a Query).
+        let mut unsynced = false;
         while i + 5 <= self.sent.len() {
             let tag = self.sent[i];
             let len = u32::from_be_bytes(self.sent[i + 1..i + 5].try_into().unwrap()) as usize;
@@ -150,6 +184,11 @@ impl StrictCopy {
                     in_copy = text.contains("FROM STDIN");
                 }
                 b'c' | b'f' => in_copy = false,
+                _ => {}
+            }
+            match tag {
+                b'P' | b'B' | b'E' | b'D' | b'C' => unsynced = true,
+                b'S' | b'Q' => unsynced = false,
                 _ => {}
             }
             i += 1 + len;
@@ -163,6 +202,7 @@ impl StrictCopy {
             !in_copy,
             "receive() called before the COPY data was complete"
         );
+        assert!(!unsynced, "receive() called before the request's Sync");
     }
 }
 
@@ -209,4 +249,26 @@ fn copy_in_writes_everything_before_reading() {
         50_000
     );
     assert!(client.transport_mut().sent.len() > 250_000);
+
+    // Binary COPY: finished, and aborted by dropping the writer.
+    let mut writer = client
+        .copy_in_binary("COPY strict_t FROM STDIN (FORMAT binary)", &[Type::INT4])
+        .unwrap();
+    for i in 0..50_000i32 {
+        writer.write(&[&i]).unwrap();
+    }
+    assert_eq!(writer.finish().unwrap(), 50_000);
+    let mut writer = client
+        .copy_in_binary("COPY strict_t FROM STDIN (FORMAT binary)", &[Type::INT4])
+        .unwrap();
+    writer.write(&[&1i32]).unwrap();
+    drop(writer);
+    // Cursors, pipelines and streams end every request with Sync.
+    let mut tx = client.transaction().unwrap();
+    exercise_streams(&mut tx);
+    tx.rollback().unwrap();
+    assert_eq!(
+        client.execute("SELECT * FROM strict_t", &[]).unwrap(),
+        100_000
+    );
 }

@@ -137,3 +137,46 @@ impl TlsServer {
         self.native.log()
     }
 }
+
+/// A TCP transport that counts round trips: a `receive` that follows a `send` (the
+/// client turning from writing to waiting for the server).
+pub struct CountingTransport {
+    inner: TcpTransport,
+    sent: bool,
+    /// Round trips so far.
+    pub round_trips: usize,
+    /// `send` calls so far.
+    pub sends: usize,
+}
+
+impl pglite_client::Transport for CountingTransport {
+    fn send(&mut self, bytes: &[u8]) -> Result<(), pglite_client::Error> {
+        self.sent = true;
+        self.sends += 1;
+        self.inner.send(bytes)
+    }
+
+    fn receive(&mut self, buf: &mut bytes::BytesMut) -> Result<(), pglite_client::Error> {
+        if std::mem::take(&mut self.sent) {
+            self.round_trips += 1;
+        }
+        self.inner.receive(buf)
+    }
+
+    fn flush(&mut self) -> Result<(), pglite_client::Error> {
+        self.inner.flush()
+    }
+}
+
+impl PgServer {
+    /// A trust-authenticated connection as `postgres` whose transport counts round trips.
+    pub fn connect_counting(&self) -> Client<CountingTransport> {
+        let transport = CountingTransport {
+            inner: TcpTransport::connect(self.addr()).expect("TCP connect"),
+            sent: false,
+            round_trips: 0,
+            sends: 0,
+        };
+        Client::connect(transport, &self.config("postgres")).expect("connect as postgres")
+    }
+}
