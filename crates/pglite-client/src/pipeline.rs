@@ -177,7 +177,10 @@ impl<I: Io> Core<I> {
             ));
         }
         let (statement, cache_key) = match stmt.statement_source() {
-            StatementSource::Statement(stmt) => (stmt.clone(), None),
+            StatementSource::Statement(stmt) => {
+                self.check_statement(stmt)?;
+                (stmt.clone(), None)
+            }
             StatementSource::Sql(sql) => (self.cached_statement(sql).await?, Some(sql.to_owned())),
         };
         let mark = buf.out.len();
