@@ -10,7 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 
 use bytes::BytesMut;
-use postgres_protocol::message::backend::Message;
+use postgres_protocol::message::backend::{DataRowBody, Message};
 
 use crate::error::{DbError, Error, ErrorKind};
 use crate::notify::Notification;
@@ -118,6 +118,23 @@ impl Session {
     /// seen the length in its header: a bogus length would allocate up to 4 GiB at
     /// once. This way the buffer grows only with the data that actually arrives, and
     /// a length beyond [`MAX_MESSAGE_BODY`] is a protocol error.
+    /// A `DataRow` that is already whole in the input buffer, taken without going
+    /// through the general reply loop (the hot path of reading many rows).
+    pub(crate) fn take_buffered_data_row(&mut self) -> Result<Option<DataRowBody>, Error> {
+        if self.input.first() != Some(&b'D') || !self.has_whole_message()? {
+            return Ok(None);
+        }
+        match Message::parse(&mut self.input) {
+            Ok(Some(Message::DataRow(body))) => Ok(Some(body)),
+            Ok(_) => Err(Error::protocol("a DataRow message did not decode as one")),
+            Err(e) => Err(Error::with_source(
+                ErrorKind::Protocol,
+                "cannot decode a backend message",
+                e,
+            )),
+        }
+    }
+
     fn has_whole_message(&self) -> Result<bool, Error> {
         let Some(header) = self.input.get(..5) else {
             return Ok(false);

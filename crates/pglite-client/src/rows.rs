@@ -207,6 +207,19 @@ impl<I: Io> Core<I> {
         &mut self,
         state: &mut RowsState,
     ) -> Result<Option<DataRowBody>, Error> {
+        if !state.done {
+            match self.session.take_buffered_data_row() {
+                Ok(Some(body)) => {
+                    state.returned += 1;
+                    return Ok(Some(body));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    state.done = true;
+                    return Err(self.fail(e));
+                }
+            }
+        }
         loop {
             if state.done {
                 return Ok(None);
@@ -292,21 +305,25 @@ impl<I: Io> Core<I> {
 
     /// [`Core::next_data_row`] as a [`Row`], inside the statement's span.
     pub(crate) async fn next_row(&mut self, state: &mut RowsState) -> Result<Option<Row>, Error> {
-        let span = state.span.clone();
-        async {
-            match self.next_data_row(state).await? {
-                Some(body) => match Row::new(state.columns.clone(), body) {
-                    Ok(row) => Ok(Some(row)),
-                    Err(e) => {
-                        state.done = true;
-                        Err(self.fail(e))
-                    }
-                },
-                None => Ok(None),
-            }
+        if state.span.is_disabled() {
+            // No subscriber wants the span: skip entering it for every row.
+            return self.next_row_in_span(state).await;
         }
-        .instrument(span)
-        .await
+        let span = state.span.clone();
+        self.next_row_in_span(state).instrument(span).await
+    }
+
+    async fn next_row_in_span(&mut self, state: &mut RowsState) -> Result<Option<Row>, Error> {
+        match self.next_data_row(state).await? {
+            Some(body) => match Row::new(state.columns.clone(), body) {
+                Ok(row) => Ok(Some(row)),
+                Err(e) => {
+                    state.done = true;
+                    Err(self.fail(e))
+                }
+            },
+            None => Ok(None),
+        }
     }
 
     /// A cursor whose rows are all read (or that failed) closes its portal with the

@@ -62,6 +62,9 @@ const IO_CHUNK: usize = 64 * 1024;
 struct Buffered<S> {
     stream: S,
     out: Vec<u8>,
+    /// Read buffer, zeroed once: reads land here and only the bytes received are
+    /// copied into the caller's buffer (zeroing 64 KiB of it per read costs more).
+    scratch: Box<[u8]>,
 }
 
 impl<S: Read + Write> Buffered<S> {
@@ -69,6 +72,7 @@ impl<S: Read + Write> Buffered<S> {
         Buffered {
             stream,
             out: Vec::with_capacity(IO_CHUNK),
+            scratch: vec![0; IO_CHUNK].into_boxed_slice(),
         }
     }
 
@@ -95,26 +99,20 @@ impl<S: Read + Write> Buffered<S> {
 
     fn receive(&mut self, buf: &mut BytesMut) -> Result<(), Error> {
         self.flush()?;
-        let start = buf.len();
-        buf.resize(start + IO_CHUNK, 0);
         loop {
-            match self.stream.read(&mut buf[start..]) {
+            match self.stream.read(&mut self.scratch) {
                 Ok(0) => {
-                    buf.truncate(start);
                     return Err(Error::from(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
                         "the server closed the connection",
                     )));
                 }
                 Ok(n) => {
-                    buf.truncate(start + n);
+                    buf.extend_from_slice(&self.scratch[..n]);
                     return Ok(());
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    buf.truncate(start);
-                    return Err(e.into());
-                }
+                Err(e) => return Err(e.into()),
             }
         }
     }
