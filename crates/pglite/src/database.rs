@@ -82,6 +82,19 @@ impl Pglite {
         }
     }
 
+    /// The client, the data directory and what keeps a temporary directory alive
+    /// (drop it after the client).
+    pub(crate) fn into_parts(
+        self,
+    ) -> (
+        Client<EngineTransport>,
+        PathBuf,
+        Option<Box<dyn Send + Sync>>,
+    ) {
+        let temporary = self._temporary.map(|t| Box::new(t) as Box<dyn Send + Sync>);
+        (self.client, self.data_dir, temporary)
+    }
+
     /// The data directory (for a temporary database, the one deleted on drop).
     pub fn data_dir(&self) -> &Path {
         &self.data_dir

@@ -39,6 +39,15 @@ pub struct EngineTransport {
     restarts: u64,
 }
 
+impl std::fmt::Debug for EngineTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineTransport")
+            .field("open", &self.engine.is_some())
+            .field("restarts", &self.restarts)
+            .finish_non_exhaustive()
+    }
+}
+
 impl EngineTransport {
     /// Wrap an open engine.
     pub fn new(engine: WasmEngine) -> EngineTransport {
