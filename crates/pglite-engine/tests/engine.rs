@@ -48,6 +48,16 @@ fn fresh_and_reopened_clusters_have_normal_session_defaults() {
             show(&mut engine, "show exit_on_error"),
             [[Some("off".into())]]
         );
+        // Memory settings for a guest whose memory never shrinks.
+        assert_eq!(
+            show(&mut engine, "show maintenance_work_mem"),
+            [[Some("16MB".into())]]
+        );
+        assert_eq!(
+            show(&mut engine, "show max_parallel_workers_per_gather"),
+            [[Some("0".into())]]
+        );
+        assert_eq!(show(&mut engine, "show jit"), [[Some("off".into())]]);
         show(&mut engine, "create table t (a int)");
         assert_eq!(
             show(
