@@ -299,6 +299,12 @@ impl WasmEngine {
         &self.data_dir
     }
 
+    /// The private host directory behind the guest's `/tmp`, `/dev` and `/home`
+    /// (deleted when the engine is dropped).
+    pub(crate) fn guest_scratch(&self) -> &Path {
+        self.layout.scratch()
+    }
+
     /// The database the session is attached to.
     pub fn database(&self) -> &str {
         &self.database
@@ -312,6 +318,13 @@ impl WasmEngine {
     /// Shut PostgreSQL down cleanly (checkpoint) and release the data directory.
     pub fn shutdown(mut self) -> Result<(), EngineError> {
         self.shutdown_in_place()
+    }
+
+    /// Stop using the engine without shutting PostgreSQL down: no checkpoint, the lock
+    /// released, the instance dropped. Only for a directory that is deleted next (a
+    /// temporary database); anything else would be reopened with crash recovery.
+    pub fn discard(mut self) {
+        self.closed = true;
     }
 
     fn shutdown_in_place(&mut self) -> Result<(), EngineError> {

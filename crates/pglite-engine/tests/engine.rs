@@ -170,3 +170,22 @@ fn time_zones_work() {
         [[Some("2026-07-01 14:00:00+02".into())]]
     );
 }
+
+#[test]
+fn discard_releases_the_directory_and_keeps_committed_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = WasmEngineOptions::default();
+    let mut engine = WasmEngine::open(dir.path(), &options).unwrap();
+    show(
+        &mut engine,
+        "create table kept (a int); insert into kept values (1)",
+    );
+    // No shutdown checkpoint: the next open recovers from the WAL.
+    engine.discard();
+    let mut engine = WasmEngine::open(dir.path(), &options).unwrap();
+    assert_eq!(
+        show(&mut engine, "select count(*) from kept"),
+        [[Some("1".into())]]
+    );
+    engine.shutdown().unwrap();
+}

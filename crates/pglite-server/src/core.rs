@@ -66,16 +66,29 @@ pub(crate) fn open_engine(dir: &Path, database: &str) -> Result<(WasmEngine, Ope
         .unwrap_or_else(|_| Err("opening the database panicked".into()))
 }
 
-/// Run blocking engine work on the current thread. On a multi-threaded runtime,
-/// `block_in_place` first hands this worker's other tasks to another thread, so
-/// connections keep being served (and queue timeouts keep firing) during a long
-/// statement. No thread hop lies on the request's path: the task that read the
-/// request runs the engine and writes the reply.
-fn blocking<R>(f: impl FnOnce() -> R) -> R {
+/// Run engine work from async code without handing it to another thread.
+///
+/// The engine runs on the thread of the task that read the request and will write the
+/// reply: before, every exchange went to a dedicated engine thread and back, two
+/// wake-ups per request (see docs/PERFORMANCE.md). It cannot run as plain async code:
+/// Wasmtime's synchronous WASI calls `Handle::block_on` for every file operation, which
+/// panics on a runtime worker. `block_in_place` leaves the runtime's context for the
+/// call (and moves this worker's other tasks to another thread, so connections keep
+/// being served during a long statement). A current-thread runtime cannot do that, so
+/// there the work runs on a scoped thread.
+fn blocking<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
-        _ => f(),
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        Err(_) => f(),
+        Ok(_) => std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .stack_size(ENGINE_STACK)
+                .spawn_scoped(scope, f)
+                .expect("spawning an engine thread")
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        }),
     }
 }
 

@@ -58,7 +58,10 @@ impl Pglite {
     /// A fresh database in a temporary directory, deleted when the handle is dropped.
     ///
     /// It is a copy of a template cluster prepared once per machine, so it takes
-    /// milliseconds rather than an initdb.
+    /// milliseconds rather than an initdb. From the second temporary database on, a
+    /// process gets one copied and started in the background while it works with the
+    /// previous one (`PGLITE_PREPARE_TEMPORARY=0` turns that off). Dropping it skips
+    /// PostgreSQL's shutdown checkpoint: the directory is deleted anyway.
     pub fn temporary() -> Result<Pglite, Error> {
         Pglite::builder().temporary().open()
     }
@@ -309,6 +312,17 @@ impl Pglite {
                     callback(note);
                 }
             }
+        }
+    }
+}
+
+impl Drop for Pglite {
+    fn drop(&mut self) {
+        // A temporary database is deleted next: its shutdown checkpoint would be wasted.
+        if self._temporary.is_some()
+            && let Some(engine) = self.client.transport_mut().take_engine()
+        {
+            engine.discard();
         }
     }
 }
