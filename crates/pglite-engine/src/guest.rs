@@ -60,11 +60,6 @@ impl GuestLayout {
         Ok(layout)
     }
 
-    /// The private directory holding the guest's `/tmp`, `/dev` and `/home`.
-    pub fn scratch(&self) -> &Path {
-        self.scratch.path()
-    }
-
     fn dir(&self, name: &str) -> PathBuf {
         self.scratch.path().join(name)
     }

@@ -7,9 +7,10 @@
 //! background thread. One prepared database (one idle engine, ~50 MB) is kept at most;
 //! a process that opens a single temporary database never starts one.
 //!
-//! Set `PGLITE_PREPARE_TEMPORARY=0` to turn this off. A database still being prepared
-//! or left unused when the process exits is deleted by an exit handler; a killed
-//! process leaves it behind in the scratch directory, like any temporary database.
+//! Set `PGLITE_PREPARE_TEMPORARY=0` to turn this off. A database left unused when the
+//! process exits is deleted by an exit handler, which also waits for one still being
+//! prepared; a killed process leaves it behind in the scratch directory, like any
+//! temporary database.
 
 use std::path::PathBuf;
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
@@ -142,16 +143,18 @@ impl Pool {
                     TemporaryDatabase::prepare_in(&template, dir)
                 })();
                 let mut state = self.lock();
-                state.preparing = false;
-                state.preparing_dir = None;
                 if state.closed {
+                    // The process is exiting; `cleanup` waits for this.
                     drop(state);
                     if let Ok(db) = result {
                         db.discard();
                     }
-                    return;
+                    state = self.lock();
+                } else {
+                    state.ready = Some(result);
                 }
-                state.ready = Some(result);
+                state.preparing = false;
+                state.preparing_dir = None;
                 drop(state);
                 self.done.notify_all();
             });
@@ -161,29 +164,31 @@ impl Pool {
         }
     }
 
-    /// At exit: delete the prepared database and one being prepared. Never blocks
-    /// (another thread may hold the lock while the process exits).
+    /// At exit: delete the prepared database, and wait (a few seconds at most) for one
+    /// being prepared, which then deletes itself.
     fn cleanup(&self) {
-        let Ok(mut state) = self.state.try_lock() else {
-            return;
-        };
+        let mut state = self.lock();
         state.closed = true;
-        let dirs: Vec<PathBuf> = state
-            .preparing_dir
-            .take()
-            .into_iter()
-            .chain(
-                state
-                    .ready
-                    .as_ref()
-                    .and_then(|r| r.as_ref().ok())
-                    .into_iter()
-                    .flat_map(|db| [db.dir.path(), db.engine.guest_scratch()])
-                    .map(PathBuf::from),
-            )
-            .collect();
-        for dir in dirs {
-            let _ = std::fs::remove_dir_all(dir);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while state.preparing {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                // Give up waiting; at least remove its copy of the template.
+                if let Some(dir) = state.preparing_dir.take() {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+                break;
+            }
+            state = self
+                .done
+                .wait_timeout(state, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        let ready = state.ready.take();
+        drop(state);
+        if let Some(Ok(db)) = ready {
+            db.discard();
         }
     }
 }
@@ -195,8 +200,8 @@ fn register_exit_cleanup() {
             pool.cleanup();
         }
     }
-    // SAFETY: registers a plain `extern "C"` function that takes no locks it could wait
-    // on (see `Pool::cleanup`).
+    // SAFETY: registers a plain `extern "C"` function. `Pool::cleanup` only waits for
+    // the background thread, which never waits for anything while holding the lock.
     unsafe {
         libc::atexit(at_exit);
     }

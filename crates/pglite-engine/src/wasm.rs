@@ -299,12 +299,6 @@ impl WasmEngine {
         &self.data_dir
     }
 
-    /// The private host directory behind the guest's `/tmp`, `/dev` and `/home`
-    /// (deleted when the engine is dropped).
-    pub(crate) fn guest_scratch(&self) -> &Path {
-        self.layout.scratch()
-    }
-
     /// The database the session is attached to.
     pub fn database(&self) -> &str {
         &self.database
