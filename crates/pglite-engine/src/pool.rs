@@ -1,13 +1,15 @@
 //! Temporary databases prepared ahead of use.
 //!
 //! A temporary database costs a copy of the template cluster (~28 MB, ~1,000 files) and
-//! a PostgreSQL start: tens of milliseconds that a test suite pays for every test. Once
-//! a process has asked for a second temporary database, it will likely ask for more,
-//! so from then on, each time one is handed out, the next is copied and started on a
-//! background thread. One prepared database (one idle engine, ~50 MB) is kept at most;
-//! a process that opens a single temporary database never starts one.
+//! a PostgreSQL start: tens of milliseconds that a test suite pays for every test. With
+//! `PGLITE_PREPARE_TEMPORARY=1`, once a process has asked for a second temporary
+//! database, each time one is handed out the next is copied and started on a
+//! background thread. One prepared database (one idle engine, ~50 MB) is kept at most.
 //!
-//! Set `PGLITE_PREPARE_TEMPORARY=0` to turn this off. A database left unused when the
+//! It is off by default: in `pglite bench`'s loop (open, one query, drop, open again at
+//! once) it gained nothing measurable, since the next database has had no time to get
+//! ready, and it keeps an extra engine resident. It can help callers that work between
+//! temporary databases on a machine with idle cores. A database left unused when the
 //! process exits is deleted by an exit handler, which also waits for one still being
 //! prepared; a killed process leaves it behind in the scratch directory, like any
 //! temporary database.
@@ -48,8 +50,8 @@ impl TemporaryDatabase {
     }
 
     /// A temporary database: the one prepared in the background if it is ready (or
-    /// about to be), else one prepared now. Starts preparing the next one when this
-    /// process has asked before.
+    /// about to be), else one prepared now. With `PGLITE_PREPARE_TEMPORARY=1`, starts
+    /// preparing the next one when this process has asked before.
     pub fn take() -> Result<TemporaryDatabase, EngineError> {
         let pool = Pool::get();
         let mut state = pool.lock();
@@ -88,7 +90,7 @@ impl TemporaryDatabase {
 }
 
 fn enabled() -> bool {
-    cfg!(unix) && std::env::var_os("PGLITE_PREPARE_TEMPORARY").is_none_or(|v| v != "0")
+    cfg!(unix) && std::env::var_os("PGLITE_PREPARE_TEMPORARY").is_some_and(|v| v == "1")
 }
 
 #[derive(Default)]

@@ -58,10 +58,10 @@ impl Pglite {
     /// A fresh database in a temporary directory, deleted when the handle is dropped.
     ///
     /// It is a copy of a template cluster prepared once per machine, so it takes
-    /// milliseconds rather than an initdb. From the second temporary database on, a
-    /// process gets one copied and started in the background while it works with the
-    /// previous one (`PGLITE_PREPARE_TEMPORARY=0` turns that off). Dropping it skips
-    /// PostgreSQL's shutdown checkpoint: the directory is deleted anyway.
+    /// milliseconds rather than an initdb. Dropping it skips PostgreSQL's shutdown
+    /// checkpoint: the directory is deleted anyway. With `PGLITE_PREPARE_TEMPORARY=1`,
+    /// from the second temporary database on, the next one is copied and started in the
+    /// background while the process works with the current one.
     pub fn temporary() -> Result<Pglite, Error> {
         Pglite::builder().temporary().open()
     }

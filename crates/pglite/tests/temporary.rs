@@ -6,10 +6,21 @@ mod common;
 use common::{scalar, show};
 use pglite::Pglite;
 
+/// One test function, so that setting the environment races with no other thread.
 #[test]
+fn temporary_databases() {
+    for prepare in ["0", "1"] {
+        // SAFETY: this binary runs this one test; no other thread reads the environment.
+        unsafe { std::env::set_var("PGLITE_PREPARE_TEMPORARY", prepare) };
+        temporaries_are_fresh_isolated_and_deleted();
+        two_temporaries_at_once_are_independent();
+    }
+}
+
 fn temporaries_are_fresh_isolated_and_deleted() {
     let mut dirs = Vec::new();
-    // From the second one on, the next is prepared in the background.
+    // With PGLITE_PREPARE_TEMPORARY=1, from the second one on, the next is prepared in
+    // the background.
     for i in 0..4 {
         let mut db = Pglite::temporary().unwrap();
         let leftovers: i64 = scalar(
@@ -30,7 +41,6 @@ fn temporaries_are_fresh_isolated_and_deleted() {
     }
 }
 
-#[test]
 fn two_temporaries_at_once_are_independent() {
     let mut a = Pglite::temporary().unwrap();
     let mut b = Pglite::temporary().unwrap();
