@@ -58,7 +58,10 @@ impl Pglite {
     /// A fresh database in a temporary directory, deleted when the handle is dropped.
     ///
     /// It is a copy of a template cluster prepared once per machine, so it takes
-    /// milliseconds rather than an initdb.
+    /// milliseconds rather than an initdb. Dropping it skips PostgreSQL's shutdown
+    /// checkpoint: the directory is deleted anyway. With `PGLITE_PREPARE_TEMPORARY=1`,
+    /// from the second temporary database on, the next one is copied and started in the
+    /// background while the process works with the current one.
     pub fn temporary() -> Result<Pglite, Error> {
         Pglite::builder().temporary().open()
     }
@@ -322,6 +325,17 @@ impl Pglite {
                     callback(note);
                 }
             }
+        }
+    }
+}
+
+impl Drop for Pglite {
+    fn drop(&mut self) {
+        // A temporary database is deleted next: its shutdown checkpoint would be wasted.
+        if self._temporary.is_some()
+            && let Some(engine) = self.client.transport_mut().take_engine()
+        {
+            engine.discard();
         }
     }
 }
