@@ -76,6 +76,11 @@ impl Pglite {
         data_dir: PathBuf,
         temporary: Option<tempfile::TempDir>,
     ) -> Pglite {
+        let mut client = client;
+        if temporary.is_some() {
+            // The directory is deleted right after the engine: skip its checkpoint.
+            client.transport_mut().discard_on_drop();
+        }
         Pglite {
             client,
             data_dir,
@@ -325,17 +330,6 @@ impl Pglite {
                     callback(note);
                 }
             }
-        }
-    }
-}
-
-impl Drop for Pglite {
-    fn drop(&mut self) {
-        // A temporary database is deleted next: its shutdown checkpoint would be wasted.
-        if self._temporary.is_some()
-            && let Some(engine) = self.client.transport_mut().take_engine()
-        {
-            engine.discard();
         }
     }
 }

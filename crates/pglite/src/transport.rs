@@ -37,6 +37,9 @@ pub struct EngineTransport {
     prepared: HashMap<String, Vec<u8>>,
     /// How many times the engine answered with a crash-and-restart.
     restarts: u64,
+    /// Drop the engine without its shutdown checkpoint: the data directory is a
+    /// temporary one, deleted right after.
+    discard_on_drop: bool,
 }
 
 impl std::fmt::Debug for EngineTransport {
@@ -45,6 +48,16 @@ impl std::fmt::Debug for EngineTransport {
             .field("open", &self.engine.is_some())
             .field("restarts", &self.restarts)
             .finish_non_exhaustive()
+    }
+}
+
+impl Drop for EngineTransport {
+    fn drop(&mut self) {
+        if self.discard_on_drop
+            && let Some(engine) = self.engine.take()
+        {
+            engine.discard();
+        }
     }
 }
 
@@ -59,7 +72,14 @@ impl EngineTransport {
             restore_sql: String::new(),
             prepared: HashMap::new(),
             restarts: 0,
+            discard_on_drop: false,
         }
+    }
+
+    /// When dropped, drop the engine without a shutdown checkpoint (for a temporary
+    /// data directory that is deleted next). An explicit shutdown still checkpoints.
+    pub(crate) fn discard_on_drop(&mut self) {
+        self.discard_on_drop = true;
     }
 
     /// The engine, unless it was taken for shutdown.
