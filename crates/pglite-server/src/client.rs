@@ -1,18 +1,24 @@
 //! One client connection: startup, authentication, and the protocol loop that pins
 //! the shared engine from the client's first message until ReadyForQuery `I`.
+//!
+//! A connection runs on a thread of its own with blocking waits ([`Socket`]); while it
+//! holds the engine, that thread runs the engine too, so a request is read, executed
+//! and answered without handing anything to another thread.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{Notify, OwnedMutexGuard, OwnedSemaphorePermit, mpsc};
-use tokio::time::Instant;
+use tokio::sync::OwnedSemaphorePermit;
 
-use crate::core::{ClientEntry, Core, EngineState, Settings};
+use crate::core::{ClientEntry, Core, Settings};
+use crate::lock::EngineGuard;
 use crate::protocol::{self, Msg, ProtocolViolation, Reader};
 use crate::scram;
+use crate::socket::{Socket, Stream};
 use crate::sql::{self, ListenOp};
 
 /// The longest startup packet accepted.
@@ -40,6 +46,8 @@ enum Exit {
     Io,
     /// Close after sending this frame (errors during startup).
     Fatal(Vec<u8>),
+    /// A bug in the server (a panic on the connection's thread).
+    Panic,
 }
 
 impl From<ProtocolViolation> for Exit {
@@ -62,37 +70,42 @@ struct StmtInfo {
     set_config: bool,
 }
 
-/// Serve one connection until it ends.
-pub(crate) async fn serve<S>(core: Arc<Core>, stream: S, permit: Option<OwnedSemaphorePermit>)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
-{
-    let mut conn = Conn::new(core, stream);
-    let exit = match conn.startup(permit.is_some()).await {
-        Ok(()) => match conn.run().await {
-            Ok(()) => Exit::Terminate,
-            Err(exit) => exit,
-        },
-        Err(exit) => exit,
+/// Serve one connection until it ends, on the calling thread (a thread of its own
+/// with [`crate::core::ENGINE_STACK`], outside any tokio runtime).
+pub(crate) fn serve(core: Arc<Core>, stream: Stream, permit: Option<OwnedSemaphorePermit>) {
+    let Ok(socket) = Socket::new(stream) else {
+        return;
     };
-    conn.finish(exit, permit).await;
+    let mut conn = Conn::new(core, socket);
+    let session = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        conn.startup(permit.is_some())?;
+        conn.run()
+    }));
+    let exit = match session {
+        Ok(Ok(())) => Exit::Terminate,
+        Ok(Err(exit)) => exit,
+        Err(_) => Exit::Panic,
+    };
+    conn.finish(exit, permit);
 }
 
 fn fatal(code: &str, message: &str, hint: Option<&str>) -> Exit {
     Exit::Fatal(protocol::error("FATAL", code, message, hint))
 }
 
-struct Conn<S> {
+/// Buffers that grew past this are released after use rather than kept.
+const KEEP_BUFFER: usize = 1 << 20;
+
+struct Conn {
     core: Arc<Core>,
-    stream: S,
+    socket: Socket,
     rbuf: BytesMut,
     wbuf: Vec<u8>,
     id: u32,
     pid: i32,
     registered: bool,
-    mailbox: Option<mpsc::UnboundedReceiver<Bytes>>,
-    cancel: Arc<Notify>,
-    shutdown: tokio::sync::watch::Receiver<bool>,
+    mailbox: Option<mpsc::Receiver<Bytes>>,
+    cancel: Arc<AtomicBool>,
     /// The client's session settings.
     desired: Settings,
     /// The settings right after startup (what RESET ALL / DISCARD ALL return to).
@@ -101,9 +114,11 @@ struct Conn<S> {
     portals: HashMap<String, String>,
     unnamed_seq: u64,
     unnamed: Option<String>,
-    guard: Option<OwnedMutexGuard<EngineState>>,
+    guard: Option<EngineGuard>,
     /// Frontend messages gathered for the next engine call.
     input: Vec<u8>,
+    /// The engine's last reply (a reused buffer).
+    reply: Vec<u8>,
     /// The last forwarded message that matters for `clean` (Q, S or another type).
     last_sig: u8,
     /// The engine reported an error since the last ReadyForQuery.
@@ -116,22 +131,21 @@ struct Conn<S> {
     pushed_back: Option<Msg>,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
-    fn new(core: Arc<Core>, stream: S) -> Self {
+impl Conn {
+    fn new(core: Arc<Core>, socket: Socket) -> Self {
         let id = core.next_id.fetch_add(1, Ordering::Relaxed);
-        let shutdown = core.shutdown.clone();
+        core.connection_opened(id, socket.waker().clone());
         let baseline = core.baseline.clone();
         Conn {
             core,
-            stream,
+            socket,
             rbuf: BytesMut::with_capacity(8192),
             wbuf: Vec::new(),
             id,
             pid: 10_000 + (id % 2_000_000_000) as i32,
             registered: false,
             mailbox: None,
-            cancel: Arc::new(Notify::new()),
-            shutdown,
+            cancel: Arc::new(AtomicBool::new(false)),
             desired: baseline.clone(),
             initial: baseline,
             statements: HashMap::new(),
@@ -140,6 +154,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
             unnamed: None,
             guard: None,
             input: Vec::new(),
+            reply: Vec::new(),
             last_sig: b'S',
             error_pending: false,
             listen_queue: VecDeque::new(),
@@ -152,28 +167,65 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
 
     // ---------------------------------------------------------------- startup
 
-    async fn read_exact_buf(&mut self, n: usize) -> Result<Bytes, Exit> {
+    fn read_exact_buf(&mut self, n: usize) -> Result<Bytes, Exit> {
         while self.rbuf.len() < n {
-            if self.stream.read_buf(&mut self.rbuf).await? == 0 {
-                return Err(Exit::Disconnected);
-            }
+            self.read_more()?;
         }
         Ok(self.rbuf.split_to(n).freeze())
     }
 
-    async fn startup(&mut self, admitted: bool) -> Result<(), Exit> {
+    /// Take what the client has sent so far: `Ok(true)` when bytes arrived, `Ok(false)`
+    /// when there are none yet.
+    fn try_read(&mut self) -> Result<bool, Exit> {
+        match self.socket.try_read(&mut self.rbuf)? {
+            Some(0) => Err(Exit::Disconnected),
+            Some(_) => Ok(true),
+            None => Ok(false),
+        }
+    }
+
+    /// Wait for more bytes from the client (startup and authentication).
+    fn read_more(&mut self) -> Result<(), Exit> {
+        loop {
+            if self.try_read()? {
+                return Ok(());
+            }
+            if self.core.is_shutting_down() {
+                return Err(Exit::Shutdown);
+            }
+            self.socket.wait(None)?;
+        }
+    }
+
+    /// Write `data` now (startup and authentication).
+    fn send(&mut self, data: &[u8]) -> Result<(), Exit> {
+        let deadline = Instant::now() + self.write_limit();
+        self.socket.write_all(data, deadline)?;
+        Ok(())
+    }
+
+    /// How long a client may take to read a reply: one that stops reading while
+    /// holding the engine must not block everyone.
+    fn write_limit(&self) -> Duration {
+        self.core
+            .config
+            .holder_timeout
+            .max(Duration::from_secs(30))
+    }
+
+    fn startup(&mut self, admitted: bool) -> Result<(), Exit> {
         let params = loop {
-            let len = self.read_exact_buf(4).await?;
+            let len = self.read_exact_buf(4)?;
             let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
             if !(8..=MAX_STARTUP as i32).contains(&len) {
                 return Err(fatal("08P01", "invalid length of startup packet", None));
             }
-            let body = self.read_exact_buf(len as usize - 4).await?;
+            let body = self.read_exact_buf(len as usize - 4)?;
             let mut r = Reader::new(&body);
             let code = r.i32()?;
             match code {
                 protocol::SSL_REQUEST | protocol::GSSENC_REQUEST => {
-                    self.stream.write_all(b"N").await?;
+                    self.send(b"N")?;
                 }
                 protocol::CANCEL_REQUEST => {
                     let pid = r.i32()?;
@@ -191,7 +243,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
                         params.push((key.to_string(), r.cstr()?.to_string()));
                     }
                     if code & 0xffff != 0 {
-                        self.negotiate(&params).await?;
+                        self.negotiate(&params)?;
                     }
                     break params;
                 }
@@ -232,7 +284,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
                 )),
             ));
         }
-        self.authenticate(&user).await?;
+        self.authenticate(&user)?;
         // The client's settings: startup parameters and `options` (-c name=value).
         let mut requested = Vec::new();
         for (key, value) in &params {
@@ -260,12 +312,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
         let mut warnings = Vec::new();
         if desired != self.core.baseline {
             // Validate and normalise the settings in the session itself.
-            self.acquire_raw().await?;
+            self.acquire_raw()?;
             let core = self.core.clone();
             let st = self.guard.as_mut().expect("engine held");
             if core
                 .prepare(st, &desired)
-                .await
+                
                 .map_err(Exit::Engine)?
                 .is_some()
             {
@@ -274,7 +326,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
                 for (key, value) in &requested {
                     let mut trial = accepted.clone();
                     trial.insert(key.clone(), value.clone());
-                    match core.prepare(st, &trial).await.map_err(Exit::Engine)? {
+                    match core.prepare(st, &trial).map_err(Exit::Engine)? {
                         None => accepted = trial,
                         Some(frame) => {
                             let (_, message) = protocol::error_fields(&frame);
@@ -286,9 +338,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
                         }
                     }
                 }
-                core.prepare(st, &accepted).await.map_err(Exit::Engine)?;
+                core.prepare(st, &accepted).map_err(Exit::Engine)?;
             }
-            let snapshot = core.snapshot(st).await.map_err(Exit::Engine)?;
+            let snapshot = core.snapshot(st).map_err(Exit::Engine)?;
             st.settings = snapshot.clone();
             desired = snapshot;
             self.guard = None;
@@ -313,12 +365,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
             .unwrap_or(0);
         out.extend(protocol::backend_key(self.pid, secret));
         out.extend(protocol::ready(b'I'));
-        self.stream.write_all(&out).await?;
-        Ok(())
+        self.send(&out)
     }
 
     /// Answer a request for a newer minor protocol version with 3.0.
-    async fn negotiate(&mut self, params: &[(String, String)]) -> Result<(), Exit> {
+    fn negotiate(&mut self, params: &[(String, String)]) -> Result<(), Exit> {
         let unknown: Vec<&str> = params
             .iter()
             .filter(|(k, _)| k.starts_with("_pq_."))
@@ -330,11 +381,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
             body.extend_from_slice(name.as_bytes());
             body.push(0);
         }
-        self.stream.write_all(&protocol::frame(b'v', &body)).await?;
-        Ok(())
+        self.send(&protocol::frame(b'v', &body))
     }
 
-    async fn read_password_message(&mut self) -> Result<Bytes, Exit> {
+    fn read_password_message(&mut self) -> Result<Bytes, Exit> {
         loop {
             if let Some(msg) = protocol::next_message(&mut self.rbuf, MAX_STARTUP)? {
                 if msg.tag() != b'p' {
@@ -342,13 +392,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
                 }
                 return Ok(msg.frame.slice(5..));
             }
-            if self.stream.read_buf(&mut self.rbuf).await? == 0 {
-                return Err(Exit::Disconnected);
-            }
+            self.read_more()?;
         }
     }
 
-    async fn authenticate(&mut self, user: &str) -> Result<(), Exit> {
+    fn authenticate(&mut self, user: &str) -> Result<(), Exit> {
         let core = self.core.clone();
         let Some(verifier) = core.verifier.as_ref() else {
             return Ok(());
@@ -362,10 +410,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
         };
         let mut mechanisms = scram::MECHANISM.as_bytes().to_vec();
         mechanisms.extend_from_slice(b"\0\0");
-        self.stream
-            .write_all(&protocol::auth(10, &mechanisms))
-            .await?;
-        let initial = self.read_password_message().await?;
+        self.send(&protocol::auth(10, &mechanisms))?;
+        let initial = self.read_password_message()?;
         let mut r = Reader::new(&initial);
         if r.cstr()? != scram::MECHANISM {
             return Err(fatal(
@@ -378,19 +424,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
         let data = r.bytes(len.max(0) as usize)?;
         let (exchange, server_first) =
             scram::Exchange::start(verifier, data).map_err(|_| failed())?;
-        self.stream
-            .write_all(&protocol::auth(11, server_first.as_bytes()))
-            .await?;
-        let response = self.read_password_message().await?;
+        self.send(&protocol::auth(11, server_first.as_bytes()))?;
+        let response = self.read_password_message()?;
         let server_final = exchange.finish(&response).map_err(|_| failed())?;
-        self.stream
-            .write_all(&protocol::auth(12, server_final.as_bytes()))
-            .await?;
+        self.send(&protocol::auth(12, server_final.as_bytes()))?;
         Ok(())
     }
 
     fn register(&mut self) {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel();
         let mut secret = [0u8; 4];
         let _ = getrandom::fill(&mut secret);
         self.core.clients().insert(
@@ -399,6 +441,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
                 pid: self.pid,
                 secret: i32::from_be_bytes(secret),
                 mailbox: tx,
+                waker: self.socket.waker().clone(),
                 channels: Default::default(),
                 cancel: self.cancel.clone(),
             },
@@ -409,11 +452,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
 
     // ---------------------------------------------------------------- main loop
 
-    async fn run(&mut self) -> Result<(), Exit> {
+    fn run(&mut self) -> Result<(), Exit> {
         loop {
             if self.guard.is_none() {
                 let Some(first) = self.peek_tag()? else {
-                    self.wait_idle().await?;
+                    self.wait_idle()?;
                     continue;
                 };
                 if self.discard_until_sync {
@@ -421,7 +464,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
                     if msg.tag() == b'S' {
                         self.discard_until_sync = false;
                         self.wbuf.extend(protocol::ready(b'I'));
-                        self.write_out().await?;
+                        self.write_out()?;
                     }
                     continue;
                 }
@@ -435,23 +478,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
                     }
                     _ => {}
                 }
-                if !self.acquire().await? {
+                if !self.acquire()? {
                     continue;
                 }
             }
             while let Some(msg) = self.next_buffered()? {
-                self.handle(msg).await?;
+                self.handle(msg)?;
             }
-            self.flush_engine().await?;
-            self.write_out().await?;
+            self.flush_engine()?;
+            self.write_out()?;
             let done = self
                 .guard
                 .as_ref()
                 .is_some_and(|st| st.clean && st.status == b'I');
             if done {
-                self.end_pin().await?;
+                self.end_pin()?;
             } else if self.guard.is_some() {
-                self.wait_holding().await?;
+                self.wait_holding()?;
             }
         }
     }
@@ -484,93 +527,97 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
     }
 
     /// Wait for bytes while not holding the engine; deliver notifications meanwhile.
-    async fn wait_idle(&mut self) -> Result<(), Exit> {
-        let mailbox = self.mailbox.as_mut().expect("registered");
-        tokio::select! {
-            n = self.stream.read_buf(&mut self.rbuf) => {
-                if n? == 0 {
-                    return Err(Exit::Disconnected);
-                }
+    fn wait_idle(&mut self) -> Result<(), Exit> {
+        loop {
+            if self.try_read()? {
+                return Ok(());
             }
-            Some(note) = mailbox.recv() => {
-                self.wbuf.extend_from_slice(&note);
-                while let Ok(more) = mailbox.try_recv() {
-                    self.wbuf.extend_from_slice(&more);
-                }
-                self.write_out().await?;
+            if self.core.is_shutting_down() {
+                return Err(Exit::Shutdown);
             }
-            _ = self.shutdown.changed() => return Err(Exit::Shutdown),
+            if self.take_notifications() {
+                self.write_out()?;
+                continue;
+            }
+            self.socket.wait(None)?;
         }
-        Ok(())
+    }
+
+    /// Move notifications other connections sent to this one into the write buffer.
+    fn take_notifications(&mut self) -> bool {
+        let Some(mailbox) = self.mailbox.as_mut() else {
+            return false;
+        };
+        let mut any = false;
+        while let Ok(note) = mailbox.try_recv() {
+            self.wbuf.extend_from_slice(&note);
+            any = true;
+        }
+        any
     }
 
     /// Wait for bytes while holding the engine. An idle holder is timed out once it
-    /// has been idle for the holder timeout *and* another client is waiting.
-    async fn wait_holding(&mut self) -> Result<(), Exit> {
+    /// has been idle for the holder timeout *and* another client is waiting (a client
+    /// that starts waiting wakes the holder).
+    fn wait_holding(&mut self) -> Result<(), Exit> {
         let idle_since = Instant::now();
         let holder_timeout = self.core.config.holder_timeout;
         loop {
-            let core = self.core.clone();
-            let notified = core.waiter_arrived.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let someone_waiting = core.waiting.load(Ordering::SeqCst) > 0;
-            tokio::select! {
-                n = self.stream.read_buf(&mut self.rbuf) => {
-                    if n? == 0 {
-                        return Err(Exit::Disconnected);
-                    }
-                    return Ok(());
-                }
-                _ = tokio::time::sleep_until(idle_since + holder_timeout), if someone_waiting => {
+            if self.try_read()? {
+                return Ok(());
+            }
+            if self.core.is_shutting_down() {
+                return Err(Exit::Shutdown);
+            }
+            let deadline = if self.core.engine.has_waiters() {
+                let deadline = idle_since + holder_timeout;
+                if Instant::now() >= deadline {
                     return Err(Exit::HolderTimeout);
                 }
-                _ = &mut notified => {}
-                _ = self.shutdown.changed() => return Err(Exit::Shutdown),
-            }
+                Some(deadline)
+            } else {
+                None
+            };
+            self.socket.wait(deadline)?;
         }
     }
 
     /// Read until a complete message is available (used during COPY).
-    async fn next_message_wait(&mut self) -> Result<Msg, Exit> {
+    fn next_message_wait(&mut self) -> Result<Msg, Exit> {
         loop {
             if let Some(msg) = self.next_buffered()? {
                 return Ok(msg);
             }
-            self.wait_holding().await?;
+            self.wait_holding()?;
         }
     }
 
-    async fn write_out(&mut self) -> Result<(), Exit> {
+    /// Send the write buffer to the client (one write for a whole reply).
+    fn write_out(&mut self) -> Result<(), Exit> {
         if self.wbuf.is_empty() {
             return Ok(());
         }
-        let data = std::mem::take(&mut self.wbuf);
-        // A client that stops reading while holding the engine must not block everyone.
-        let limit = self
-            .core
-            .config
-            .holder_timeout
-            .max(std::time::Duration::from_secs(30));
-        match tokio::time::timeout(limit, self.stream.write_all(&data)).await {
-            Ok(result) => result?,
-            Err(_) => return Err(Exit::Io),
+        let deadline = Instant::now() + self.write_limit();
+        let result = self.socket.write_all(&self.wbuf, deadline);
+        self.wbuf.clear();
+        if self.wbuf.capacity() > KEEP_BUFFER {
+            self.wbuf = Vec::new();
         }
-        Ok(())
+        result.map_err(|_| Exit::Io)
     }
 
     // ---------------------------------------------------------------- the engine
 
     /// Wait for the engine in FIFO order. Returns false when the wait ended with an
     /// error answered to the client (queue timeout or cancel).
-    async fn acquire(&mut self) -> Result<bool, Exit> {
-        match self.acquire_wait().await? {
+    fn acquire(&mut self) -> Result<bool, Exit> {
+        match self.acquire_wait()? {
             Ok(guard) => {
                 self.guard = Some(guard);
                 let core = self.core.clone();
                 let desired = self.desired.clone();
                 let st = self.guard.as_mut().expect("held");
-                if let Some(frame) = core.prepare(st, &desired).await.map_err(Exit::Engine)? {
+                if let Some(frame) = core.prepare(st, &desired).map_err(Exit::Engine)? {
                     // Settings that no longer apply: keep what the session has.
                     let _ = frame;
                     self.desired = st.settings.clone();
@@ -579,15 +626,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
             }
             Err(message) => {
                 self.answer_first_batch_with(&protocol::error("ERROR", "57014", &message, None))
-                    .await?;
+                    ?;
                 Ok(false)
             }
         }
     }
 
     /// Acquire without answering anything (startup).
-    async fn acquire_raw(&mut self) -> Result<(), Exit> {
-        match self.acquire_wait().await? {
+    fn acquire_raw(&mut self) -> Result<(), Exit> {
+        match self.acquire_wait()? {
             Ok(guard) => {
                 self.guard = Some(guard);
                 Ok(())
@@ -596,27 +643,49 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
         }
     }
 
-    async fn acquire_wait(&mut self) -> Result<Result<OwnedMutexGuard<EngineState>, String>, Exit> {
+    /// Queue for the engine until it is handed over, the queue timeout passes, a
+    /// CancelRequest arrives or the server stops.
+    fn acquire_wait(&mut self) -> Result<Result<EngineGuard, String>, Exit> {
+        enum GaveUp {
+            Timeout,
+            Cancel,
+            Shutdown,
+            Io,
+        }
         let core = self.core.clone();
-        core.waiting.fetch_add(1, Ordering::SeqCst);
-        core.waiter_arrived.notify_waiters();
         let timeout = core.config.queue_timeout;
-        let result = tokio::select! {
-            guard = core.engine.clone().lock_owned() => Ok(Ok(guard)),
-            _ = tokio::time::sleep(timeout) => Ok(Err(format!(
+        let deadline = Instant::now() + timeout;
+        // A CancelRequest cancels the wait it finds, not a later one.
+        self.cancel.store(false, Ordering::SeqCst);
+        let cancel = self.cancel.clone();
+        let waker = self.socket.waker().clone();
+        let waiter = self.socket.waiter();
+        let result = core.engine.acquire(&waker, || {
+            if core.is_shutting_down() {
+                Err(GaveUp::Shutdown)
+            } else if cancel.swap(false, Ordering::SeqCst) {
+                Err(GaveUp::Cancel)
+            } else if Instant::now() >= deadline {
+                Err(GaveUp::Timeout)
+            } else {
+                waiter.wait(Some(deadline)).map_err(|_| GaveUp::Io)
+            }
+        });
+        match result {
+            Ok(guard) => Ok(Ok(guard)),
+            Err(GaveUp::Timeout) => Ok(Err(format!(
                 "canceling statement: waited {} ms for the pglite engine, which another connection is using (queue timeout)",
                 timeout.as_millis()
             ))),
-            _ = self.cancel.notified() => Ok(Err("canceling statement due to user request".to_string())),
-            _ = self.shutdown.changed() => Err(Exit::Shutdown),
-        };
-        core.waiting.fetch_sub(1, Ordering::SeqCst);
-        result
+            Err(GaveUp::Cancel) => Ok(Err("canceling statement due to user request".into())),
+            Err(GaveUp::Shutdown) => Err(Exit::Shutdown),
+            Err(GaveUp::Io) => Err(Exit::Io),
+        }
     }
 
     /// Answer the first buffered query or extended batch with `error` without running
     /// it.
-    async fn answer_first_batch_with(&mut self, error: &[u8]) -> Result<(), Exit> {
+    fn answer_first_batch_with(&mut self, error: &[u8]) -> Result<(), Exit> {
         self.wbuf.extend_from_slice(error);
         let first = self.next_buffered()?.expect("a message is buffered");
         if matches!(first.tag(), b'Q' | b'F' | b'S') {
@@ -631,27 +700,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
                 }
             }
         }
-        self.write_out().await
+        self.write_out()
     }
 
     /// The pin ends (ReadyForQuery `I` after a complete batch): record settings the
     /// client changed, release the engine, deliver notifications.
-    async fn end_pin(&mut self) -> Result<(), Exit> {
+    fn end_pin(&mut self) -> Result<(), Exit> {
         if self.settings_dirty {
             self.settings_dirty = false;
             let core = self.core.clone();
             let st = self.guard.as_mut().expect("held");
-            let snapshot = core.snapshot(st).await.map_err(Exit::Engine)?;
+            let snapshot = core.snapshot(st).map_err(Exit::Engine)?;
             st.settings = snapshot.clone();
             self.desired = snapshot;
         }
         self.guard = None;
-        if let Some(mailbox) = self.mailbox.as_mut() {
-            while let Ok(note) = mailbox.try_recv() {
-                self.wbuf.extend_from_slice(&note);
-            }
-        }
-        self.write_out().await
+        self.take_notifications();
+        self.write_out()
     }
 
     fn push(&mut self, frame: &[u8]) {
@@ -663,15 +728,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
     }
 
     /// Send the gathered messages to the engine and forward the reply.
-    async fn flush_engine(&mut self) -> Result<(), Exit> {
+    fn flush_engine(&mut self) -> Result<(), Exit> {
         if self.input.is_empty() {
             return Ok(());
         }
-        let input = std::mem::take(&mut self.input);
         let st = self.guard.as_mut().expect("engine held");
         let was_clean = st.clean;
-        let reply = st.exchange(input).await.map_err(Exit::Engine)?;
+        let mut reply = std::mem::take(&mut self.reply);
+        reply.clear();
+        let result = st.exchange_into(&self.input, &mut reply);
+        self.input.clear();
+        if self.input.capacity() > KEEP_BUFFER {
+            self.input = Vec::new();
+        }
+        result.map_err(Exit::Engine)?;
         let last = self.process_reply(&reply);
+        if reply.capacity() <= KEEP_BUFFER {
+            self.reply = reply;
+        }
         let st = self.guard.as_mut().expect("engine held");
         // Clean: the last significant message was a Query or Sync and the engine has
         // answered it completely (a Flush alone leaves the state as it was).
@@ -765,7 +839,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
                 if *id == self.id {
                     self.wbuf.extend_from_slice(&note);
                 } else {
-                    let _ = client.mailbox.send(note.clone());
+                    client.deliver(note.clone());
                 }
             }
         }
@@ -773,18 +847,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
 
     // ---------------------------------------------------------------- messages
 
-    async fn handle(&mut self, msg: Msg) -> Result<(), Exit> {
+    fn handle(&mut self, msg: Msg) -> Result<(), Exit> {
         match msg.tag() {
             b'X' => {
-                self.flush_engine().await?;
-                self.write_out().await?;
+                self.flush_engine()?;
+                self.write_out()?;
                 Err(Exit::Terminate)
             }
-            b'Q' => self.on_query(msg).await,
+            b'Q' => self.on_query(msg),
             b'P' => self.on_parse(msg),
-            b'B' => self.on_bind(msg).await,
+            b'B' => self.on_bind(msg),
             b'D' | b'C' => self.on_describe_or_close(msg),
-            b'E' => self.on_execute(msg).await,
+            b'E' => self.on_execute(msg),
             b'S' | b'H' | b'F' => {
                 self.push(&msg.frame);
                 Ok(())
@@ -831,15 +905,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
         }
     }
 
-    async fn on_query(&mut self, msg: Msg) -> Result<(), Exit> {
+    fn on_query(&mut self, msg: Msg) -> Result<(), Exit> {
         let text = Reader::new(msg.body()).cstr()?.to_string();
         if sql::is_exactly(&text, &["discard", "all"])
             || sql::is_exactly(&text, &["reset", "all"])
             || sql::is_exactly(&text, &["deallocate", "all"])
             || sql::is_exactly(&text, &["deallocate", "prepare", "all"])
         {
-            self.flush_engine().await?;
-            if self.intercept(&text).await? {
+            self.flush_engine()?;
+            if self.intercept(&text)? {
                 return Ok(());
             }
         }
@@ -864,9 +938,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
             self.push(&protocol::copy_fail(SAFETY_COPY_FAIL));
             return Ok(());
         };
-        self.flush_engine().await?;
+        self.flush_engine()?;
         let probe = if index == 0 && self.engine_clean() && self.engine_status() != b'E' {
-            self.probe_copy(&copy.text).await?
+            self.probe_copy(&copy.text)?
         } else {
             None
         };
@@ -882,10 +956,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
                 self.push(&protocol::copy_fail(SAFETY_COPY_FAIL));
                 Ok(())
             }
-            Some(Probe::Copy(g)) => self.copy_in(&msg.frame, g, true).await,
+            Some(Probe::Copy(g)) => self.copy_in(&msg.frame, g, true),
             None => {
                 let g = protocol::copy_in_response(copy.binary, copy.columns);
-                self.copy_in(&msg.frame, g, true).await
+                self.copy_in(&msg.frame, g, true)
             }
         }
     }
@@ -893,7 +967,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
     /// DISCARD ALL, RESET ALL and DEALLOCATE ALL act on this client's share of the
     /// session only. Returns false when the statement should go to the engine (where
     /// it fails the way PostgreSQL would, e.g. DISCARD ALL inside a transaction).
-    async fn intercept(&mut self, text: &str) -> Result<bool, Exit> {
+    fn intercept(&mut self, text: &str) -> Result<bool, Exit> {
         let status = self.engine_status();
         let discard = sql::is_exactly(text, &["discard", "all"]);
         let reset = discard || sql::is_exactly(text, &["reset", "all"]);
@@ -913,7 +987,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
                     input.extend(protocol::close_statement(name));
                 }
                 input.extend(protocol::sync());
-                let reply = st.exchange(input).await.map_err(Exit::Engine)?;
+                let reply = st.exchange(&input).map_err(Exit::Engine)?;
                 for (tag, frame) in protocol::backend_messages(&reply) {
                     if tag == b'Z' {
                         st.status = frame[5];
@@ -934,7 +1008,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
             let st = self.guard.as_mut().expect("held");
             if core
                 .apply_settings(st, &desired)
-                .await
+                
                 .map_err(Exit::Engine)?
                 .is_some()
             {
@@ -986,7 +1060,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
         Ok(())
     }
 
-    async fn on_bind(&mut self, msg: Msg) -> Result<(), Exit> {
+    fn on_bind(&mut self, msg: Msg) -> Result<(), Exit> {
         let mut r = Reader::new(msg.body());
         let portal = self.portal_name(r.cstr()?);
         let statement = self.statement_name(r.cstr()?);
@@ -996,9 +1070,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
         if let Some(copy) = copy {
             // Ask the engine for the real CopyInResponse while the session is at a
             // clean point (before this batch's Bind reaches it).
-            self.flush_engine().await?;
+            self.flush_engine()?;
             if self.engine_clean() && self.engine_status() != b'E' {
-                self.copy_probe = self.probe_copy(&copy.text).await?;
+                self.copy_probe = self.probe_copy(&copy.text)?;
             }
         }
         self.portals.insert(portal, statement);
@@ -1035,7 +1109,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
         Ok(())
     }
 
-    async fn on_execute(&mut self, msg: Msg) -> Result<(), Exit> {
+    fn on_execute(&mut self, msg: Msg) -> Result<(), Exit> {
         let mut r = Reader::new(msg.body());
         let portal = self.portal_name(r.cstr()?);
         let renamed = protocol::rewrite_names(&msg, 0, &[Some(portal.clone())])?;
@@ -1050,16 +1124,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
         self.listen_queue.extend(listen);
         self.settings_dirty |= set_config;
         if let Some(copy) = copy {
-            self.flush_engine().await?;
+            self.flush_engine()?;
             let probe = self.copy_probe.take();
             if !self.error_pending && self.engine_status() != b'E' {
                 match probe {
                     // The engine will answer the Execute with the error, without COPY.
                     Some(Probe::Failed) => {}
-                    Some(Probe::Copy(g)) => return self.copy_in(&renamed.frame, g, false).await,
+                    Some(Probe::Copy(g)) => return self.copy_in(&renamed.frame, g, false),
                     None => {
                         let g = protocol::copy_in_response(copy.binary, copy.columns);
-                        return self.copy_in(&renamed.frame, g, false).await;
+                        return self.copy_in(&renamed.frame, g, false);
                     }
                 }
             }
@@ -1072,7 +1146,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
 
     /// Learn the CopyInResponse for `text` by running it against a CopyFail, in a
     /// savepoint when inside a transaction so nothing changes.
-    async fn probe_copy(&mut self, text: &str) -> Result<Option<Probe>, Exit> {
+    fn probe_copy(&mut self, text: &str) -> Result<Option<Probe>, Exit> {
         let st = self.guard.as_mut().expect("held");
         let in_tx = st.status == b'T';
         let mut input = Vec::new();
@@ -1086,7 +1160,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
                 "ROLLBACK TO SAVEPOINT pglite_copy_probe; RELEASE SAVEPOINT pglite_copy_probe",
             ));
         }
-        let reply = st.exchange(input).await.map_err(Exit::Engine)?;
+        let reply = st.exchange(&input).map_err(Exit::Engine)?;
         let mut g = None;
         for (tag, frame) in protocol::backend_messages(&reply) {
             match tag {
@@ -1104,15 +1178,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
 
     /// COPY FROM STDIN: tell the client to send its data, gather all of it, and hand
     /// the command and its data to the engine in one call.
-    async fn copy_in(&mut self, start: &[u8], g: Vec<u8>, simple: bool) -> Result<(), Exit> {
+    fn copy_in(&mut self, start: &[u8], g: Vec<u8>, simple: bool) -> Result<(), Exit> {
         self.wbuf.extend(g);
-        self.write_out().await?;
+        self.write_out()?;
         self.push(start);
         let limit = self.core.config.max_copy_size;
         let mut size = 0usize;
         let mut too_large = false;
         loop {
-            let msg = self.next_message_wait().await?;
+            let msg = self.next_message_wait()?;
             match msg.tag() {
                 b'd' => {
                     size += msg.frame.len();
@@ -1152,12 +1226,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
             // a wait for data the engine cannot do.
             self.push(&protocol::copy_fail(SAFETY_COPY_FAIL));
         }
-        self.flush_engine().await
+        self.flush_engine()
     }
 
     // ---------------------------------------------------------------- the end
 
-    async fn finish(&mut self, exit: Exit, permit: Option<OwnedSemaphorePermit>) {
+    fn finish(&mut self, exit: Exit, permit: Option<OwnedSemaphorePermit>) {
         if std::env::var_os("PGLITE_SERVER_DEBUG").is_some() {
             eprintln!("pglite-server: connection {} ends: {exit:?}", self.id);
         }
@@ -1188,6 +1262,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
                 None,
             )),
             Exit::Fatal(frame) => Some(frame.clone()),
+            Exit::Panic => Some(protocol::error(
+                "FATAL",
+                "XX000",
+                "internal error in the pglite server",
+                None,
+            )),
         };
         let mut names: Vec<String> = self.statements.drain().map(|(n, _)| n).collect();
         names.extend(self.unnamed.take());
@@ -1204,7 +1284,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
                 }
                 input.extend(protocol::sync());
                 names.clear();
-                if let Ok(reply) = st.exchange(input).await {
+                if let Ok(reply) = st.exchange(&input) {
                     let mut last = None;
                     for (tag, frame) in protocol::backend_messages(&reply) {
                         if tag == b'Z' {
@@ -1230,11 +1310,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
         if let Some(frame) = frame {
             self.wbuf.extend(frame);
         }
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
-            let _ = self.stream.write_all(&self.wbuf).await;
-            let _ = self.stream.shutdown().await;
-        })
-        .await;
+        let _ = self
+            .socket
+            .write_all(&self.wbuf, Instant::now() + Duration::from_secs(2));
+        self.socket.shutdown();
+        self.core.connection_closed(self.id);
     }
 }
 

@@ -4,14 +4,16 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use mio::Waker;
 use pglite_engine::{Engine, WasmEngine, WasmEngineOptions};
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::Semaphore;
 
+use crate::lock::EngineLock;
 use crate::protocol;
 use crate::scram::Verifier;
 use crate::sql::{quote_ident, quote_literal};
@@ -33,14 +35,14 @@ pub(crate) struct Opened {
 }
 
 /// Stack of the threads that run the engine: the one that opens it (initdb and
-/// recovery run there) and the server's own runtime workers. Guest code itself is held
-/// to `pglite_engine::MAX_WASM_STACK` (1 MiB), so a runtime with tokio's default 2 MiB
-/// worker stacks works too; this leaves room for the host's frames.
+/// recovery run there) and every connection's thread. Guest code itself is held to
+/// `pglite_engine::MAX_WASM_STACK` (1 MiB); this leaves room for the host's frames.
+/// Only the pages a thread touches become resident.
 pub(crate) const ENGINE_STACK: usize = 16 << 20;
 
 /// Open the engine on `dir` (on a thread of its own with a large stack) and read the
-/// session's baseline settings. The engine is then driven by whoever holds the
-/// [`EngineState`] lock, on that task's own thread (see [`EngineState::exchange`]).
+/// session's baseline settings. The engine is then driven by whichever connection
+/// holds the [`EngineLock`], on that connection's thread.
 pub(crate) fn open_engine(dir: &Path, database: &str) -> Result<(WasmEngine, Opened), String> {
     let dir = dir.to_path_buf();
     let options = WasmEngineOptions::default().database(database);
@@ -64,32 +66,6 @@ pub(crate) fn open_engine(dir: &Path, database: &str) -> Result<(WasmEngine, Ope
     thread
         .join()
         .unwrap_or_else(|_| Err("opening the database panicked".into()))
-}
-
-/// Run engine work from async code without handing it to another thread.
-///
-/// The engine runs on the thread of the task that read the request and will write the
-/// reply: before, every exchange went to a dedicated engine thread and back, two
-/// wake-ups per request (see docs/PERFORMANCE.md). It cannot run as plain async code:
-/// Wasmtime's synchronous WASI calls `Handle::block_on` for every file operation, which
-/// panics on a runtime worker. `block_in_place` leaves the runtime's context for the
-/// call (and moves this worker's other tasks to another thread, so connections keep
-/// being served during a long statement). A current-thread runtime cannot do that, so
-/// there the work runs on a scoped thread.
-fn blocking<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        Err(_) => f(),
-        Ok(_) => std::thread::scope(|scope| {
-            std::thread::Builder::new()
-                .stack_size(ENGINE_STACK)
-                .spawn_scoped(scope, f)
-                .expect("spawning an engine thread")
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        }),
-    }
 }
 
 /// Parse the rows of [`SNAPSHOT_SQL`].
@@ -120,20 +96,25 @@ impl EngineState {
     /// Send whole frontend messages to the engine and return its reply.
     ///
     /// `clean` is cleared first, so a caller that fails mid-exchange leaves the
-    /// session marked for recovery.
-    pub async fn exchange(&mut self, input: Vec<u8>) -> Result<Vec<u8>, String> {
+    /// session marked for recovery. Runs the engine on the calling thread, which must
+    /// not be a tokio runtime worker (Wasmtime's synchronous WASI would panic there).
+    pub fn exchange(&mut self, input: &[u8]) -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        self.exchange_into(input, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`EngineState::exchange`] appending the reply to `out` (a reused buffer).
+    pub fn exchange_into(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
         self.clean = false;
         let Some(engine) = self.engine.as_mut() else {
             return Err("the engine is no longer available".into());
         };
-        let mut out = Vec::new();
-        let run = blocking(|| {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                engine.exchange(&input, &mut out)
-            }))
-        });
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            engine.exchange(input, out)
+        }));
         match run {
-            Ok(Ok(())) => Ok(out),
+            Ok(Ok(())) => Ok(()),
             Ok(Err(err)) => Err(err.to_string()),
             Err(_) => {
                 // The instance is in an unknown state: stop using it.
@@ -153,9 +134,22 @@ impl EngineState {
 pub(crate) struct ClientEntry {
     pub pid: i32,
     pub secret: i32,
-    pub mailbox: tokio::sync::mpsc::UnboundedSender<Bytes>,
+    /// Notifications for the connection; send, then wake it.
+    pub mailbox: std::sync::mpsc::Sender<Bytes>,
+    /// Wakes the connection's thread.
+    pub waker: Arc<Waker>,
     pub channels: HashSet<String>,
-    pub cancel: Arc<Notify>,
+    /// Set by a CancelRequest: the connection stops waiting for the engine.
+    pub cancel: Arc<AtomicBool>,
+}
+
+impl ClientEntry {
+    /// Hand `note` to the connection and wake it.
+    pub fn deliver(&self, note: Bytes) {
+        if self.mailbox.send(note).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
 }
 
 /// Server configuration used by connections.
@@ -171,12 +165,12 @@ pub(crate) struct Config {
 /// State shared by all connections.
 pub(crate) struct Core {
     pub config: Config,
-    pub engine: Arc<tokio::sync::Mutex<EngineState>>,
-    /// Connections waiting for the engine.
-    pub waiting: AtomicUsize,
-    /// Signalled when a connection starts waiting (wakes an idle holder's timer).
-    pub waiter_arrived: Notify,
+    /// The one session, behind the FIFO lock.
+    pub engine: Arc<EngineLock>,
     pub clients: Mutex<HashMap<u32, ClientEntry>>,
+    /// Wakers of every open connection (also before startup completes), for shutdown.
+    live: Mutex<HashMap<u32, Arc<Waker>>>,
+    shutting_down: AtomicBool,
     /// Statement names of gone or replaced statements, closed by the next owner.
     pub pending_close: Mutex<Vec<String>>,
     /// The backend's LISTEN set must be rebuilt from the clients' channels.
@@ -189,7 +183,6 @@ pub(crate) struct Core {
     /// Custom (dotted) settings some client has set; `pg_settings` does not list them.
     pub custom_names: Mutex<BTreeSet<String>>,
     pub verifier: Option<Verifier>,
-    pub shutdown: watch::Receiver<bool>,
     pub connections: Arc<Semaphore>,
     pub connections_limit: usize,
 }
@@ -200,7 +193,6 @@ impl Core {
         engine: WasmEngine,
         opened: &Opened,
         verifier: Option<Verifier>,
-        shutdown: watch::Receiver<bool>,
         max_connections: usize,
     ) -> Core {
         let mut parameter_status: Vec<(String, String)> =
@@ -218,15 +210,15 @@ impl Core {
         }
         Core {
             config,
-            engine: Arc::new(tokio::sync::Mutex::new(EngineState {
+            engine: Arc::new(EngineLock::new(EngineState {
                 engine: Some(engine),
                 clean: true,
                 status: b'I',
                 settings: opened.baseline.clone(),
             })),
-            waiting: AtomicUsize::new(0),
-            waiter_arrived: Notify::new(),
             clients: Mutex::new(HashMap::new()),
+            live: Mutex::new(HashMap::new()),
+            shutting_down: AtomicBool::new(false),
             pending_close: Mutex::new(Vec::new()),
             listen_dirty: AtomicBool::new(false),
             baseline: opened.baseline.clone(),
@@ -234,7 +226,6 @@ impl Core {
             next_id: AtomicU32::new(1),
             custom_names: Mutex::new(BTreeSet::new()),
             verifier,
-            shutdown,
             connections: Arc::new(Semaphore::new(max_connections)),
             connections_limit: max_connections,
         }
@@ -242,6 +233,33 @@ impl Core {
 
     pub fn clients(&self) -> std::sync::MutexGuard<'_, HashMap<u32, ClientEntry>> {
         self.clients.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn live(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Arc<Waker>>> {
+        self.live.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A connection's thread starts: shutdown will wake it.
+    pub fn connection_opened(&self, id: u32, waker: Arc<Waker>) {
+        self.live().insert(id, waker);
+    }
+
+    /// A connection's thread ends.
+    pub fn connection_closed(&self, id: u32) {
+        self.live().remove(&id);
+    }
+
+    /// The server is stopping: every connection ends at its next wait.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        for waker in self.live().values() {
+            let _ = waker.wake();
+        }
+    }
+
+    /// Whether the server is stopping.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
     }
 
     /// Queue statement names to be closed by the next owner of the engine.
@@ -271,7 +289,8 @@ impl Core {
             .values()
             .find(|c| c.pid == pid && c.secret == secret)
         {
-            c.cancel.notify_waiters();
+            c.cancel.store(true, Ordering::SeqCst);
+            let _ = c.waker.wake();
         }
     }
 
@@ -288,7 +307,7 @@ impl Core {
     /// rebuild the LISTEN set and apply the owner's settings.
     ///
     /// Returns the ErrorResponse frame if the settings could not be applied.
-    pub async fn prepare(
+    pub fn prepare(
         &self,
         st: &mut EngineState,
         desired: &Settings,
@@ -315,15 +334,15 @@ impl Core {
             input.extend(protocol::query(&sql));
         }
         if !input.is_empty() {
-            let reply = st.exchange(input).await?;
+            let reply = st.exchange(&input)?;
             self.after_housekeeping(st, &reply);
         }
-        self.apply_settings(st, desired).await
+        self.apply_settings(st, desired)
     }
 
     /// Make the session's settings `desired` (inside the owner's transaction, if it has
     /// one open). Returns the ErrorResponse frame if they could not be applied.
-    pub async fn apply_settings(
+    pub fn apply_settings(
         &self,
         st: &mut EngineState,
         desired: &Settings,
@@ -332,13 +351,13 @@ impl Core {
             return Ok(None);
         }
         let sql = reconcile_sql(&st.settings, desired);
-        let reply = st.exchange(protocol::query(&sql)).await?;
+        let reply = st.exchange(&protocol::query(&sql))?;
         self.after_housekeeping(st, &reply);
         let error = protocol::backend_messages(&reply)
             .find(|(tag, _)| *tag == b'E')
             .map(|(_, f)| f.to_vec());
         if error.is_some() {
-            st.settings = self.snapshot(st).await?;
+            st.settings = self.snapshot(st)?;
         } else {
             st.settings = desired.clone();
         }
@@ -346,7 +365,7 @@ impl Core {
     }
 
     /// Read the session's current settings.
-    pub async fn snapshot(&self, st: &mut EngineState) -> Result<Settings, String> {
+    pub fn snapshot(&self, st: &mut EngineState) -> Result<Settings, String> {
         let mut sql = String::from(SNAPSHOT_SQL);
         for name in self
             .custom_names
@@ -360,7 +379,7 @@ impl Core {
                  WHERE coalesce(pg_catalog.current_setting({name}, true), '') <> ''"
             ));
         }
-        let reply = st.exchange(protocol::query(&sql)).await?;
+        let reply = st.exchange(&protocol::query(&sql))?;
         self.after_housekeeping(st, &reply);
         Ok(parse_snapshot(&reply))
     }

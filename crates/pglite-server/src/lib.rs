@@ -25,8 +25,10 @@
 
 mod client;
 mod core;
+mod lock;
 mod protocol;
 mod scram;
+mod socket;
 mod sql;
 
 use std::net::SocketAddr;
@@ -36,7 +38,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::core::{Config, Core};
+use crate::core::{Config, Core, ENGINE_STACK};
+use crate::socket::{Stream, Waiter};
 
 /// Errors starting or running a [`Server`].
 #[derive(Debug, thiserror::Error)]
@@ -268,7 +271,7 @@ impl ServerBuilder {
         }
         let (engine, opened) =
             crate::core::open_engine(&dir, &self.database).map_err(ServerError::Engine)?;
-        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let (shutdown_tx, _) = watch::channel(false);
         let config = Config {
             database: self.database.clone(),
             queue_timeout: self.queue_timeout,
@@ -282,7 +285,6 @@ impl ServerBuilder {
             engine,
             &opened,
             verifier,
-            shutdown_rx,
             self.max_connections,
         );
         Ok(Server {
@@ -423,23 +425,24 @@ impl Server {
             #[cfg(unix)]
             tokio::select! {
                 s = tcp_accept => if let Ok(s) = s {
-                    let _ = s.set_nodelay(true);
-                    spawn_client(&core, s);
+                    spawn_tcp_client(&core, s);
                 },
-                s = unix_accept => if let Ok(s) = s {
-                    spawn_client(&core, s);
+                s = unix_accept => if let Ok(s) = s
+                    && let Ok(s) = s.into_std()
+                {
+                    spawn_client(&core, Stream::Unix(mio::net::UnixStream::from_std(s)));
                 },
                 _ = shutdown.changed() => {}
             }
             #[cfg(not(unix))]
             tokio::select! {
                 s = tcp_accept => if let Ok(s) = s {
-                    let _ = s.set_nodelay(true);
-                    spawn_client(&core, s);
+                    spawn_tcp_client(&core, s);
                 },
                 _ = shutdown.changed() => {}
             }
         }
+        core.begin_shutdown();
         drop(tcp);
         #[cfg(unix)]
         {
@@ -455,21 +458,16 @@ impl Server {
             core.connections.clone().acquire_many_owned(all),
         )
         .await;
-        let engine = core.engine.lock().await.take_engine();
-        let result = tokio::task::spawn_blocking(move || match engine {
-            Some(e) => e.shutdown().map_err(|e| e.to_string()),
-            None => Ok(()),
-        })
-        .await
+        let result = tokio::task::spawn_blocking(move || shut_engine_down(&core))
+            .await
         .unwrap_or_else(|_| Err("the engine shutdown panicked".into()));
         result.map_err(ServerError::Engine)
     }
 
-    /// Serve on a new multi-threaded tokio runtime until [`ServerHandle::shutdown`],
-    /// SIGINT or SIGTERM. Blocking.
+    /// Serve until [`ServerHandle::shutdown`], SIGINT or SIGTERM, accepting on the
+    /// calling thread (connections get threads of their own). Blocking.
     pub fn run(self) -> Result<(), ServerError> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .thread_stack_size(crate::core::ENGINE_STACK)
+        let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(io_error("starting the tokio runtime"))?;
@@ -492,11 +490,8 @@ impl Server {
         let local_addr = self.local_addr();
         let socket_path = self.socket_path().map(Path::to_path_buf);
         let data_dir = self.data_dir.clone();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_stack_size(crate::core::ENGINE_STACK)
+        let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
-            .thread_name("pglite-server")
             .build()
             .map_err(io_error("starting the tokio runtime"))?;
         let thread = std::thread::Builder::new()
@@ -514,12 +509,46 @@ impl Server {
     }
 }
 
-fn spawn_client<S>(core: &Arc<Core>, stream: S)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
+fn spawn_tcp_client(core: &Arc<Core>, stream: tokio::net::TcpStream) {
+    let _ = stream.set_nodelay(true);
+    if let Ok(stream) = stream.into_std() {
+        spawn_client(core, Stream::Tcp(mio::net::TcpStream::from_std(stream)));
+    }
+}
+
+/// Serve a new connection on a thread of its own (see `client.rs`); more than
+/// `max_connections` get 53300 from that thread.
+fn spawn_client(core: &Arc<Core>, stream: Stream) {
     let permit = core.connections.clone().try_acquire_owned().ok();
-    tokio::spawn(client::serve(core.clone(), stream, permit));
+    let core = core.clone();
+    // If no thread can be started, dropping the closure closes the connection.
+    let _ = std::thread::Builder::new()
+        .name("pglite-conn".into())
+        .stack_size(ENGINE_STACK)
+        .spawn(move || client::serve(core, stream, permit));
+}
+
+/// Wait until no connection holds the engine, then shut PostgreSQL down cleanly (on a
+/// thread with the engine's stack).
+fn shut_engine_down(core: &Core) -> Result<(), String> {
+    let mut waiter = Waiter::new().map_err(|e| format!("waiting for the engine: {e}"))?;
+    let waker = waiter.waker().clone();
+    let mut guard = core
+        .engine
+        .acquire(&waker, || waiter.wait(None))
+        .map_err(|e| format!("waiting for the engine: {e}"))?;
+    let Some(engine) = guard.take_engine() else {
+        return Ok(());
+    };
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("pglite-engine-shutdown".into())
+            .stack_size(ENGINE_STACK)
+            .spawn_scoped(scope, move || engine.shutdown().map_err(|e| e.to_string()))
+            .map_err(|e| format!("starting the shutdown thread: {e}"))?
+            .join()
+            .unwrap_or_else(|_| Err("the engine shutdown panicked".into()))
+    })
 }
 
 impl Core {
