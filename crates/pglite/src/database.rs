@@ -259,6 +259,27 @@ impl Pglite {
         &mut self.client
     }
 
+    /// The underlying client, taking the database with it: for code written against
+    /// [`pglite_client::Client`] and generic over its transport.
+    ///
+    /// The client owns the engine (dropping it shuts PostgreSQL down) and, for a
+    /// temporary database, the directory, deleted after the engine. The session's
+    /// protection stays (its settings, user and prepared statements are restored after
+    /// `RESET`, `DISCARD ALL` or an engine restart); what [`Pglite`] adds is gone:
+    /// callbacks registered with [`Pglite::listen`] are dropped and, after an engine
+    /// restart, the session's `LISTEN`s are not renewed.
+    pub fn into_client(self) -> Client<EngineTransport> {
+        let Pglite {
+            mut client,
+            _temporary: temporary,
+            ..
+        } = self;
+        if let Some(dir) = temporary {
+            client.transport_mut().own_temporary(dir);
+        }
+        client
+    }
+
     /// Shut PostgreSQL down cleanly (a checkpoint, the lock released) and report errors.
     pub fn close(mut self) -> Result<(), Error> {
         let engine = self.client.transport_mut().take_engine();

@@ -37,6 +37,9 @@ pub struct EngineTransport {
     prepared: HashMap<String, Vec<u8>>,
     /// How many times the engine answered with a crash-and-restart.
     restarts: u64,
+    /// A temporary data directory this transport owns ([`crate::Pglite::into_client`]);
+    /// declared last so that it is deleted after the engine has shut down.
+    temporary: Option<tempfile::TempDir>,
 }
 
 impl EngineTransport {
@@ -50,6 +53,7 @@ impl EngineTransport {
             restore_sql: String::new(),
             prepared: HashMap::new(),
             restarts: 0,
+            temporary: None,
         }
     }
 
@@ -61,6 +65,12 @@ impl EngineTransport {
     /// Take the engine out (for an explicit, error-reporting shutdown).
     pub fn take_engine(&mut self) -> Option<WasmEngine> {
         self.engine.take()
+    }
+
+    /// Take ownership of the temporary data directory the engine runs on: it is deleted
+    /// when the transport is dropped, after the engine.
+    pub(crate) fn own_temporary(&mut self, dir: tempfile::TempDir) {
+        self.temporary = Some(dir);
     }
 
     /// How many times the engine reported a crash and restart (an internal error with

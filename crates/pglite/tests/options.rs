@@ -110,6 +110,40 @@ fn temporary_directory_is_deleted_on_drop_and_on_close() {
     assert!(!dir.exists(), "{} still exists after close", dir.display());
 }
 
+/// `into_client` hands over the engine and the temporary directory: the client keeps
+/// the session's protection (an error after `DISCARD ALL` is an ordinary error, not a
+/// FATAL one from the runtime's `exit_on_error = on`), and dropping it shuts the engine
+/// down and then deletes the directory.
+#[test]
+fn into_client_owns_the_engine_and_the_temporary_directory() {
+    let db = Pglite::builder()
+        .temporary()
+        .setting("work_mem", "1MB")
+        .open()
+        .unwrap();
+    let dir = db.data_dir().to_path_buf();
+    let mut client = db.into_client();
+    client.batch_execute("CREATE TABLE kept (n int)").unwrap();
+    client.batch_execute("DISCARD ALL").unwrap();
+    let row = client
+        .query_one(
+            "SELECT current_setting('work_mem'), current_setting('search_path'), \
+                    current_setting('exit_on_error')",
+            &[],
+        )
+        .unwrap();
+    let settings: (String, String, String) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!(
+        settings,
+        ("1MB".into(), "\"$user\", public".into(), "off".into())
+    );
+    assert!(client.query("SELEC 1", &[]).is_err());
+    assert_eq!(client.execute("SELECT * FROM kept", &[]).unwrap(), 0);
+    assert!(dir.join("PG_VERSION").is_file(), "{}", dir.display());
+    drop(client);
+    assert!(!dir.exists(), "{} still exists after drop", dir.display());
+}
+
 #[test]
 fn builder_database_creates_and_attaches() {
     let dir = tempfile::tempdir().unwrap();
