@@ -153,6 +153,9 @@ impl PgliteBuilder {
             .map(|row| (row.get(0), row.get(1), row.get(2)))
             .collect();
         client.transport_mut().keep_session(&kept, user);
+        // The statements prepared above are ours, not the application's: closed with
+        // its first request, they leave its session and statement cache empty.
+        client.clear_statement_cache();
         let data_dir = client
             .transport()
             .engine()
