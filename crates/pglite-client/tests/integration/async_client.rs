@@ -350,6 +350,56 @@ fn abandoned_call_closes_the_connection() {
     });
 }
 
+/// A call abandoned inside a transaction: by the time the client reports the
+/// transaction lost, it has ended the connection, so the server rolls the transaction
+/// back and frees its locks without waiting for the client's next call.
+#[test]
+fn an_abandoned_transaction_is_rolled_back_before_the_next_call() {
+    run(async {
+        let mut other = connect().await;
+        other
+            .batch_execute("CREATE TABLE IF NOT EXISTS abandoned_lock (n int)")
+            .await
+            .unwrap();
+        let mut client = connect().await;
+        client
+            .batch_execute("BEGIN; LOCK TABLE abandoned_lock IN ACCESS EXCLUSIVE MODE")
+            .await
+            .unwrap();
+        let result = tokio::time::timeout(
+            Duration::from_millis(50),
+            client.query("SELECT pg_sleep(1)", &[]),
+        )
+        .await;
+        assert!(result.is_err(), "timed out");
+        let err = client.query("SELECT 1", &[]).await.unwrap_err();
+        assert!(err.to_string().contains("inside a transaction"), "{err}");
+
+        // `client` is left alone from here on. The old session ends once pg_sleep
+        // returns (a backend reads its client's end of file only between statements).
+        let start = Instant::now();
+        other
+            .batch_execute("SET lock_timeout = '10s'")
+            .await
+            .unwrap();
+        let rows: i64 = other
+            .query_one("SELECT count(*) FROM abandoned_lock", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(rows, 0);
+        // Natively a connection kept open would hold the lock until lock_timeout;
+        // pglite::Server would take the engine from it only after its holder timeout
+        // (5 s), waiting for the client's next call until then.
+        assert!(
+            start.elapsed() < Duration::from_secs(4),
+            "{:?}",
+            start.elapsed()
+        );
+        client.query("SELECT 1", &[]).await.unwrap();
+    });
+}
+
 #[test]
 fn tls_required_from_a_server_without_tls() {
     run(async {
