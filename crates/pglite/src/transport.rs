@@ -163,14 +163,22 @@ $pglite_restore$"
         );
     }
 
-    /// Remove a leading StartupMessage from `pending`; true if there was one.
-    fn take_startup(&mut self) -> bool {
+    /// Remove a leading StartupMessage from `pending` and return the database it asks
+    /// for (empty when it names none); `None` if there was no StartupMessage.
+    fn take_startup(&mut self) -> Option<String> {
         if self.pending.len() < 8 || self.pending[4..8] != PROTOCOL_3 {
-            return false;
+            return None;
         }
         let len = u32::from_be_bytes(self.pending[..4].try_into().expect("4 bytes")) as usize;
-        self.pending.drain(..len.min(self.pending.len()));
-        true
+        let message: Vec<u8> = self.pending.drain(..len.min(self.pending.len())).collect();
+        let mut fields = message[8..].split(|b| *b == 0);
+        let mut database = String::new();
+        while let (Some(key), Some(value)) = (fields.next(), fields.next()) {
+            if key == b"database" {
+                database = String::from_utf8_lossy(value).into_owned();
+            }
+        }
+        Some(database)
     }
 
     /// Drop Terminate messages: the engine's session is ended by shutting it down.
@@ -368,6 +376,30 @@ fn c_str(bytes: &[u8]) -> &str {
     std::str::from_utf8(&bytes[..end]).unwrap_or("")
 }
 
+/// The FATAL ErrorResponse (SQLSTATE 3D000) refusing a client that asks for another
+/// database than the engine's.
+fn other_database_refused(asked: &str, attached: &str) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (kind, value) in [
+        (b'S', "FATAL".to_string()),
+        (b'V', "FATAL".to_string()),
+        (b'C', "3D000".to_string()),
+        (
+            b'M',
+            format!("this embedded engine serves the database \"{attached}\", not \"{asked}\""),
+        ),
+        (
+            b'H',
+            "Open the other database with Pglite::builder().database(...).".to_string(),
+        ),
+    ] {
+        body.push(kind);
+        wire::push_cstr(&mut body, &value);
+    }
+    body.push(0);
+    wire::frame(b'E', &body)
+}
+
 /// The NUL-terminated bytes at the start of `bytes` (all of them without a NUL).
 fn c_bytes(bytes: &[u8]) -> &[u8] {
     let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
@@ -461,8 +493,15 @@ impl Transport for EngineTransport {
         if self.engine.is_none() {
             return Err(Error::new(ErrorKind::Closed, "the database was closed"));
         }
-        if self.take_startup() {
+        if let Some(database) = self.take_startup() {
             let engine = self.engine.as_ref().expect("checked above");
+            if !database.is_empty() && database != engine.database() {
+                // The session is attached to one database (docs/RUNTIME.md): refuse
+                // the start-up rather than hand over another database than asked for.
+                self.pending.clear();
+                buf.extend_from_slice(&other_database_refused(&database, engine.database()));
+                return Ok(());
+            }
             buf.extend_from_slice(engine.startup_reply());
             if self.pending.is_empty() {
                 return Ok(());

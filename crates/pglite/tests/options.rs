@@ -412,3 +412,33 @@ fn builder_without_a_location_is_an_error() {
     let err = Pglite::builder().open().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config);
 }
+
+/// A client that asks the engine's transport for another database than the one the
+/// engine is attached to is refused (SQLSTATE 3D000), not silently given that one.
+#[test]
+fn a_client_asking_the_engine_for_another_database_is_refused() {
+    use pglite::client::{Client, StartupConfig};
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("db");
+    pglite_engine::Template::shared()
+        .unwrap()
+        .clone_into(&dir)
+        .unwrap();
+    let open = || {
+        let options = pglite_engine::WasmEngineOptions::default();
+        pglite::EngineTransport::new(pglite_engine::WasmEngine::open(&dir, &options).unwrap())
+    };
+    let err = Client::connect(open(), &StartupConfig::new("postgres", "other")).unwrap_err();
+    assert_eq!(common::sqlstate(&err), "3D000", "{err}");
+    assert!(
+        err.to_string().contains("\"postgres\", not \"other\""),
+        "{err}"
+    );
+    assert!(err.to_string().contains("builder().database"), "{err}");
+    let mut client = Client::connect(open(), &StartupConfig::new("postgres", "postgres")).unwrap();
+    let name: String = client
+        .query_one("SELECT current_database()::text", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(name, "postgres");
+}
