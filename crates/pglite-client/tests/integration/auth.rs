@@ -152,7 +152,6 @@ fn unix_socket() {
     assert_eq!(whoami(&mut client), "postgres");
 }
 
-
 #[cfg(feature = "tokio")]
 #[test]
 fn async_scram_and_wrong_password() {
