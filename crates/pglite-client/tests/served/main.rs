@@ -39,10 +39,16 @@ fn served() -> &'static Served {
             .prefix("pglite-client-served-")
             .tempdir()
             .expect("a directory for the Unix socket");
+        // A holder timeout well above the default 5 s: a client that keeps the engine
+        // idle inside a transaction longer than it should (see
+        // `async_client::an_abandoned_transaction_is_rolled_back_before_the_next_call`)
+        // makes the others wait for seconds, which the tests notice, instead of being
+        // cut off soon. The queue timeout (30 s) stays the default.
         let server = pglite::Server::builder()
             .temporary()
             .listen("127.0.0.1:0".parse().unwrap())
             .socket_dir(socket_tempdir.path())
+            .holder_timeout(std::time::Duration::from_secs(20))
             .build()
             .unwrap_or_else(|e| panic!("cannot start pglite::Server: {e}"));
         let running = server
