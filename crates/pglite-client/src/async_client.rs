@@ -58,6 +58,22 @@ impl TokioIo {
         Ok(())
     }
 
+    /// Ends the connection from this side (shuts the socket down for writing), so
+    /// that the server ends the session — rolling back an open transaction — now,
+    /// rather than when the client reconnects or is dropped. Errors are ignored: the
+    /// connection is being given up.
+    async fn shut_down(&mut self) {
+        self.out.clear();
+        let _ = match &mut self.stream {
+            Stream::Tcp(s) => s.shutdown().await,
+            // Under TLS too the TCP socket itself: the session is abandoned mid-exchange.
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.get_mut().0.shutdown().await,
+            #[cfg(unix)]
+            Stream::Unix(s) => s.shutdown().await,
+        };
+    }
+
     async fn write_direct(&mut self, bytes: &[u8]) -> Result<(), Error> {
         match &mut self.stream {
             Stream::Tcp(s) => s.write_all(bytes).await?,
@@ -212,6 +228,10 @@ impl AsyncClient {
     /// client's drop).
     pub(crate) async fn enter(&mut self) -> Result<(), Error> {
         if self.in_flight {
+            // An abandoned call left the exchange half done: give the connection up
+            // at once, so the server does not keep its session (and a transaction's
+            // locks) while this call reports the loss or opens a new connection.
+            self.core.io.shut_down().await;
             self.core.broken = true;
         }
         if self.core.broken {
