@@ -1,20 +1,17 @@
-//! The async driver over tokio: [`AsyncClient`] runs the same protocol core as the
-//! blocking [`Client`](crate::Client) on tokio TCP or Unix sockets.
+//! The async driver: [`AsyncClient`] runs the same protocol core as the blocking
+//! [`Client`](crate::Client) on an async socket — tokio TCP/Unix sockets natively
+//! (`tokio_io`), wasi:sockets TCP through `wstd` on wasm32-wasip2 (`wasi_io`). The
+//! socket module supplies `open`, `timeout` and the COPY methods (whose reader and
+//! writer traits are the runtime's); everything else is written once here.
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use postgres_types::{ToSql, Type};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
-#[cfg(unix)]
-use tokio::net::UnixStream;
 
 use crate::connect::{all_failed, check_tls};
-use crate::connstr::{Config, Host};
-use crate::copy::{CHUNK, CopySink, CopySource};
+use crate::connstr::Config;
 use crate::core::Core;
 use crate::error::{DbError, Error, ErrorKind};
 use crate::io::Io;
@@ -23,110 +20,17 @@ use crate::protocol::TransactionStatus;
 use crate::row::{Row, SimpleResult};
 use crate::statement::{Statement, ToStatement};
 
-/// A tokio socket to a PostgreSQL server.
-#[derive(Debug)]
-enum Stream {
-    Tcp(TcpStream),
-    #[cfg(unix)]
-    Unix(UnixStream),
-}
+#[cfg(not(target_os = "wasi"))]
+mod tokio_io;
+#[cfg(not(target_os = "wasi"))]
+use tokio_io::{self as socket, TokioIo as SocketIo};
 
-/// Buffered async socket I/O for the core.
-#[derive(Debug)]
-pub(crate) struct TokioIo {
-    stream: Stream,
-    out: Vec<u8>,
-}
-
-impl TokioIo {
-    async fn write_out(&mut self) -> Result<(), Error> {
-        if !self.out.is_empty() {
-            match &mut self.stream {
-                Stream::Tcp(s) => s.write_all(&self.out).await?,
-                #[cfg(unix)]
-                Stream::Unix(s) => s.write_all(&self.out).await?,
-            }
-            self.out.clear();
-        }
-        Ok(())
-    }
-
-    async fn write_direct(&mut self, bytes: &[u8]) -> Result<(), Error> {
-        match &mut self.stream {
-            Stream::Tcp(s) => s.write_all(bytes).await?,
-            #[cfg(unix)]
-            Stream::Unix(s) => s.write_all(bytes).await?,
-        }
-        Ok(())
-    }
-}
-
-impl Io for TokioIo {
-    async fn send(&mut self, bytes: &[u8]) -> Result<(), Error> {
-        if self.out.len() + bytes.len() > CHUNK {
-            self.write_out().await?;
-        }
-        if bytes.len() >= CHUNK {
-            self.write_direct(bytes).await
-        } else {
-            self.out.extend_from_slice(bytes);
-            Ok(())
-        }
-    }
-
-    /// Cancel-safe when nothing is queued (`read_buf` loses no data when dropped).
-    async fn receive(&mut self, buf: &mut BytesMut) -> Result<(), Error> {
-        self.write_out().await?;
-        buf.reserve(CHUNK);
-        let n = match &mut self.stream {
-            Stream::Tcp(s) => s.read_buf(buf).await?,
-            #[cfg(unix)]
-            Stream::Unix(s) => s.read_buf(buf).await?,
-        };
-        if n == 0 {
-            return Err(Error::from(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "the server closed the connection",
-            )));
-        }
-        Ok(())
-    }
-
-    async fn flush(&mut self) -> Result<(), Error> {
-        self.write_out().await?;
-        match &mut self.stream {
-            Stream::Tcp(s) => s.flush().await?,
-            #[cfg(unix)]
-            Stream::Unix(s) => s.flush().await?,
-        }
-        Ok(())
-    }
-}
-
-struct TokioReader<R>(R);
-
-impl<R: AsyncRead + Unpin> CopySource for TokioReader<R> {
-    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.0.read(buf).await
-    }
-}
-
-struct TokioWriter<W>(W);
-
-impl<W: AsyncWrite + Unpin> CopySink for TokioWriter<W> {
-    async fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
-        self.0.write_all(data).await
-    }
-    async fn flush(&mut self) -> std::io::Result<()> {
-        self.0.flush().await
-    }
-}
-
-/// An async connection to a PostgreSQL server over tokio TCP or Unix sockets.
+/// An async connection to a PostgreSQL server: over tokio TCP or Unix sockets
+/// (feature `tokio`), or over wasi:sockets TCP on wasm32-wasip2 (feature `wstd`).
 ///
 /// The API mirrors the blocking [`Client`](crate::Client): the same statement cache,
-/// types, errors and COPY/transaction semantics, with `async` methods. Futures are
-/// `Send` (for `Send` arguments), so calls can run in spawned tasks.
+/// types, errors and COPY/transaction semantics, with `async` methods. With tokio,
+/// futures are `Send` (for `Send` arguments), so calls can run in spawned tasks.
 ///
 /// A call whose future is dropped before it finishes (for example by a timeout) leaves
 /// the protocol mid-exchange: the connection is then closed for further use
@@ -142,7 +46,7 @@ impl<W: AsyncWrite + Unpin> CopySink for TokioWriter<W> {
 /// # Ok(()) }
 /// ```
 pub struct AsyncClient {
-    core: Core<TokioIo>,
+    core: Core<SocketIo>,
     /// A call was started and not finished (its future was dropped).
     in_flight: bool,
     /// Rollbacks scheduled by dropped [`AsyncTransaction`]s, run before the next call.
@@ -158,31 +62,6 @@ impl fmt::Debug for AsyncClient {
     }
 }
 
-async fn open(host: &Host, port: u16) -> Result<TokioIo, Error> {
-    let stream = match host {
-        Host::Tcp(name) => {
-            let s = TcpStream::connect((name.as_str(), port)).await?;
-            s.set_nodelay(true)?;
-            Stream::Tcp(s)
-        }
-        #[cfg(unix)]
-        Host::Unix(dir) => {
-            Stream::Unix(UnixStream::connect(dir.join(format!(".s.PGSQL.{port}"))).await?)
-        }
-        #[cfg(not(unix))]
-        Host::Unix(dir) => {
-            return Err(Error::new(
-                ErrorKind::Config,
-                format!("Unix sockets are not available here ({})", dir.display()),
-            ));
-        }
-    };
-    Ok(TokioIo {
-        stream,
-        out: Vec::with_capacity(CHUNK),
-    })
-}
-
 /// Runs one call on the core, with the bookkeeping every call needs.
 macro_rules! call {
     ($self:ident, $future:expr) => {{
@@ -192,6 +71,7 @@ macro_rules! call {
         result
     }};
 }
+pub(crate) use call;
 
 impl AsyncClient {
     /// Connects as described by a libpq connection string (`postgres://…` URL or
@@ -210,11 +90,11 @@ impl AsyncClient {
             let where_ = format!("{host}:{port}");
             let attempt = async {
                 check_tls(config, &host)?;
-                let io = open(&host, port).await?;
+                let io = socket::open(&host, port).await?;
                 Core::connect(io, &startup).await
             };
             let result = match config.get_connect_timeout() {
-                Some(t) => tokio::time::timeout(t, attempt).await.unwrap_or_else(|_| {
+                Some(t) => socket::timeout(t, attempt).await.unwrap_or_else(|| {
                     Err(Error::new(
                         ErrorKind::Io,
                         "timeout expired while connecting (connect_timeout)",
@@ -327,32 +207,6 @@ impl AsyncClient {
         call!(self, self.core.execute(stmt, params))
     }
 
-    /// Runs `COPY ... FROM STDIN` and streams `reader` as its data; returns the number
-    /// of rows copied. A failing reader aborts the COPY (`CopyFail`).
-    pub async fn copy_in<R: AsyncRead + Unpin>(
-        &mut self,
-        sql: &str,
-        reader: R,
-    ) -> Result<u64, Error> {
-        call!(
-            self,
-            crate::copy::copy_in(&mut self.core, sql, TokioReader(reader))
-        )
-    }
-
-    /// Runs `COPY ... TO STDOUT`, writing the data to `writer`; returns the number of
-    /// rows copied.
-    pub async fn copy_out<W: AsyncWrite + Unpin>(
-        &mut self,
-        sql: &str,
-        writer: W,
-    ) -> Result<u64, Error> {
-        call!(
-            self,
-            crate::copy::copy_out(&mut self.core, sql, TokioWriter(writer))
-        )
-    }
-
     /// Starts a transaction block (`BEGIN`).
     pub async fn transaction(&mut self) -> Result<AsyncTransaction<'_>, Error> {
         self.batch_execute("BEGIN").await?;
@@ -389,19 +243,20 @@ impl AsyncClient {
         // reads below can be abandoned without losing data.
         self.enter().await?;
         self.in_flight = false;
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = Instant::now() + timeout;
         loop {
             if let Some(n) = self.core.idle_poll()? {
                 return Ok(Some(n));
             }
+            let left = deadline.saturating_duration_since(Instant::now());
             let receive = self.core.io.receive(&mut self.core.session.input);
-            match tokio::time::timeout_at(deadline, receive).await {
-                Err(_) => return Ok(None),
-                Ok(Err(e)) => {
+            match socket::timeout(left, receive).await {
+                None => return Ok(None),
+                Some(Err(e)) => {
                     self.core.broken = true;
                     return Err(e);
                 }
-                Ok(Ok(())) => {}
+                Some(Ok(())) => {}
             }
         }
     }
