@@ -24,6 +24,10 @@ use crate::statement::{Statement, ToStatement};
 mod tokio_io;
 #[cfg(not(target_os = "wasi"))]
 use tokio_io::{self as socket, TokioIo as SocketIo};
+#[cfg(target_os = "wasi")]
+mod wasi_io;
+#[cfg(target_os = "wasi")]
+use wasi_io::{self as socket, WasiIo as SocketIo};
 
 /// An async connection to a PostgreSQL server: over tokio TCP or Unix sockets
 /// (feature `tokio`), or over wasi:sockets TCP on wasm32-wasip2 (feature `wstd`).

@@ -4,8 +4,9 @@
 //!
 //! The blocking [`Client`] speaks the v3 protocol over any [`Transport`] — a byte pipe
 //! with `send` and `receive`; it spawns no threads and needs no runtime.
-//! `AsyncClient` (feature `tokio`, on by default) runs the same protocol core on tokio
-//! sockets. Both connect from libpq connection strings ([`Config`]); [`Target`] also
+//! `AsyncClient` runs the same protocol core on async sockets: tokio TCP/Unix sockets
+//! (feature `tokio`), or wasi:sockets TCP driven by `wstd` on wasm32-wasip2 (feature
+//! `wstd`); both features are on by default and each is a no-op on the other's targets. Both connect from libpq connection strings ([`Config`]); [`Target`] also
 //! parses `pglite://` URLs for the embedded engine.
 //!
 //! ```no_run
@@ -40,7 +41,10 @@
 //! a parameter of another type is sent as text for the server to parse.
 #![deny(missing_docs)]
 
-#[cfg(feature = "tokio")]
+#[cfg(any(
+    all(feature = "tokio", not(target_os = "wasi")),
+    all(feature = "wstd", target_os = "wasi", target_env = "p2")
+))]
 mod async_client;
 mod cache;
 mod client;
@@ -63,7 +67,10 @@ mod transport;
 mod typeinfo;
 mod types;
 
-#[cfg(feature = "tokio")]
+#[cfg(any(
+    all(feature = "tokio", not(target_os = "wasi")),
+    all(feature = "wstd", target_os = "wasi", target_env = "p2")
+))]
 pub use crate::async_client::{AsyncClient, AsyncTransaction};
 pub use crate::client::Client;
 pub use crate::config::StartupConfig;
@@ -86,8 +93,13 @@ pub use crate::types::Interval;
 pub use postgres_types::{FromSql, IsNull, Json, Kind, Oid, ToSql, Type};
 
 /// Re-exported tokio (feature `tokio`), whose I/O traits appear in [`AsyncClient`]'s API.
-#[cfg(feature = "tokio")]
+#[cfg(all(feature = "tokio", not(target_os = "wasi")))]
 pub use tokio;
+
+/// Re-exported wstd (feature `wstd`, wasm32-wasip2), whose runtime drives `AsyncClient`
+/// there and whose I/O traits appear in its COPY methods.
+#[cfg(all(feature = "wstd", target_os = "wasi", target_env = "p2"))]
+pub use wstd;
 
 /// Re-exported dependencies whose types appear in this crate's API.
 pub use {
