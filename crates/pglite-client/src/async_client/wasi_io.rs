@@ -8,7 +8,7 @@
 
 use std::future::Future;
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -98,8 +98,8 @@ impl Io for WasiIo {
     }
 }
 
-/// A wasi:sockets error as an [`Error`] whose source is an `io::Error` of the
-/// matching kind.
+/// A wasi:sockets error as an [`Error`] (`what` failed) whose source is an
+/// `io::Error` of the matching kind naming the WASI error code.
 fn socket_error(what: String, code: ErrorCode) -> Error {
     let kind = match code {
         ErrorCode::AccessDenied => io::ErrorKind::PermissionDenied,
@@ -117,13 +117,14 @@ fn socket_error(what: String, code: ErrorCode) -> Error {
         ErrorCode::NameUnresolvable => io::ErrorKind::NotFound,
         _ => io::ErrorKind::Other,
     };
-    let mut message = format!("{what}: {} ({})", code.message(), code.name());
+    let mut cause = format!("wasi:sockets error {}", code.name());
     if code == ErrorCode::AccessDenied {
-        message.push_str(
-            "; the WebAssembly host must grant network access (e.g. `wasmtime run -S inherit-network`)",
+        cause.push_str(
+            " (the WebAssembly host must allow this network access, e.g. \
+             `wasmtime run -S inherit-network`)",
         );
     }
-    Error::with_source(ErrorKind::Io, message, io::Error::new(kind, code.name()))
+    Error::with_source(ErrorKind::Io, what, io::Error::new(kind, cause))
 }
 
 /// The addresses of `name`: an IP literal as it is, anything else through
@@ -177,7 +178,13 @@ async fn connect(network: &Network, address: IpAddress, port: u16) -> Result<Was
             }),
         ),
     };
-    let failed = |code| socket_error(format!("could not connect to {remote:?}"), code);
+    let target = match address {
+        IpAddress::Ipv4((a, b, c, d)) => SocketAddr::from(([a, b, c, d], port)),
+        IpAddress::Ipv6((a, b, c, d, e, f, g, h)) => {
+            SocketAddr::from(([a, b, c, d, e, f, g, h], port))
+        }
+    };
+    let failed = |code| socket_error(format!("could not connect to {target}"), code);
     let socket = create_tcp_socket(family).map_err(failed)?;
     socket.start_connect(network, remote).map_err(failed)?;
     let (input, output) = {

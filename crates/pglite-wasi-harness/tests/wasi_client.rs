@@ -1,0 +1,153 @@
+//! The wasm32-wasip2 example of pglite-client, built with `cargo build --target
+//! wasm32-wasip2` and run in Wasmtime (loopback-only network) against real servers:
+//! a native PostgreSQL (Debian's, via pglite-testkit) and `pglite serve`
+//! (`pglite_server::Server`). Without the wasm32-wasip2 target these tests fail and
+//! say to run `rustup target add wasm32-wasip2`.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use pglite_wasi_harness::{Outcome, Program, build_example};
+
+/// The example, built and compiled once per test binary.
+fn example() -> &'static Program {
+    static PROGRAM: OnceLock<Program> = OnceLock::new();
+    PROGRAM.get_or_init(|| {
+        // <target>/debug/deps/<this test> → <target>/wasi-example
+        let exe = std::env::current_exe().expect("test executable path");
+        let target_dir: PathBuf = exe
+            .ancestors()
+            .nth(3)
+            .expect("the test runs from <target>/<profile>/deps")
+            .join("wasi-example");
+        let built = build_example(&target_dir).unwrap_or_else(|e| panic!("{e:#}"));
+        let size = std::fs::metadata(&built.wasm).map(|m| m.len()).unwrap_or(0);
+        let start = Instant::now();
+        let program = Program::load(&built.wasm).unwrap_or_else(|e| panic!("{e:#}"));
+        eprintln!(
+            "{}: {} bytes, cargo build {:.1} s, Wasmtime compile {:.1} s",
+            built.wasm.display(),
+            size,
+            built.build_time.as_secs_f64(),
+            start.elapsed().as_secs_f64()
+        );
+        program
+    })
+}
+
+fn run(args: &[&str]) -> Outcome {
+    let start = Instant::now();
+    let outcome = example()
+        .run(args, &[], true)
+        .unwrap_or_else(|e| panic!("running the example failed: {e:#}"));
+    eprintln!(
+        "run {args:?}: exit {} in {:.2} s\n--- stdout\n{}--- stderr\n{}",
+        outcome.exit_code,
+        start.elapsed().as_secs_f64(),
+        outcome.stdout,
+        outcome.stderr
+    );
+    outcome
+}
+
+/// Every check of the example printed its line and the run passed.
+fn assert_all_checks_passed(outcome: &Outcome) {
+    assert_eq!(
+        outcome.exit_code, 0,
+        "the example failed:\n{}",
+        outcome.stderr
+    );
+    for line in [
+        "connected: server_version ",
+        "created table wasi_items",
+        "inserted 4 rows in a transaction",
+        "select with parameters: 2 rows, ids [2, 4], names [\"bread\", \"cheese, \\\"aged\\\"\"]",
+        "query_one: 42 WASI 0.5",
+        "error recovery: SQLSTATE 22012 then count = 4",
+        "copy in/out: 2 rows round-tripped",
+        "wait_for_notification: none within 200 ms",
+        "notification from myself: wasi_events \"from myself\"",
+        "notification from another connection: \"from another task\"",
+        "blocking client (std::net): query, LISTEN, timeout and notification ok",
+        "pglite-wasi-example: all checks passed",
+    ] {
+        assert!(
+            outcome.stdout.contains(line),
+            "missing {line:?} in the output:\n{}",
+            outcome.stdout
+        );
+    }
+}
+
+#[test]
+fn example_against_native_postgres() {
+    let pg = pglite_testkit::NativePostgres::builder()
+        .fast()
+        .start()
+        .unwrap_or_else(|e| panic!("cannot start the native PostgreSQL: {e}"));
+    // By host name: resolved through wasi:sockets/ip-name-lookup (async driver) and
+    // wasi-libc's getaddrinfo (blocking driver); each address is then tried in turn.
+    let url = pg
+        .url("postgres", "postgres")
+        .replace("@127.0.0.1:", "@localhost:");
+    assert!(url.contains("@localhost:"), "{url}");
+    let outcome = run(&[&url]);
+    assert_all_checks_passed(&outcome);
+    assert!(
+        outcome.stdout.contains("server_version 1") && !outcome.stdout.contains("17.5"),
+        "expected the native server (not pglite's 17.5):\n{}",
+        outcome.stdout
+    );
+}
+
+#[test]
+fn example_against_pglite_serve() {
+    let server = pglite_server::Server::builder()
+        .temporary()
+        .listen("127.0.0.1:0".parse().unwrap())
+        .build()
+        .and_then(|s| s.spawn())
+        .unwrap_or_else(|e| panic!("cannot start pglite serve: {e}"));
+    let outcome = run(&[server.url()]);
+    assert_all_checks_passed(&outcome);
+    assert!(
+        outcome.stdout.contains("server_version 17."),
+        "pglite serves PostgreSQL 17:\n{}",
+        outcome.stdout
+    );
+    server.stop().unwrap();
+}
+
+#[test]
+fn network_outside_loopback_is_denied() {
+    // 192.0.2.1 is TEST-NET-1: never reachable, and not loopback, so the sandbox
+    // refuses the connect before any packet is sent.
+    let outcome = run(&["postgres://postgres@192.0.2.1:5432/postgres?connect_timeout=5"]);
+    assert_eq!(outcome.exit_code, 1);
+    assert!(
+        outcome.stderr.contains("FAILED: connect:") && outcome.stderr.contains("access-denied"),
+        "expected an access-denied connect error:\n{}",
+        outcome.stderr
+    );
+}
+
+#[test]
+fn refused_connection_and_usage_errors() {
+    // A loopback port nobody listens on: allowed by the sandbox, refused by the OS.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let outcome = run(&[&format!("postgres://postgres@127.0.0.1:{port}/postgres")]);
+    assert_eq!(outcome.exit_code, 1);
+    assert!(
+        outcome.stderr.contains("connection-refused"),
+        "expected connection-refused:\n{}",
+        outcome.stderr
+    );
+
+    let outcome = run(&[]);
+    assert_eq!(outcome.exit_code, 1);
+    assert!(outcome.stderr.contains("usage: pglite-wasi-example"));
+}
