@@ -4,23 +4,20 @@
 //! (`pglite_server::Server`). Without the wasm32-wasip2 target these tests fail and
 //! say to run `rustup target add wasm32-wasip2`.
 
-use std::path::PathBuf;
+use std::path::Path;
+use std::process::Command;
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use pglite_wasi_harness::{Outcome, Program, build_example};
+use pglite_wasi_harness::{Outcome, Program, TARGET, build_example, workspace_root};
 
 /// The example, built and compiled once per test binary.
 fn example() -> &'static Program {
     static PROGRAM: OnceLock<Program> = OnceLock::new();
     PROGRAM.get_or_init(|| {
-        // <target>/debug/deps/<this test> → <target>/wasi-example
-        let exe = std::env::current_exe().expect("test executable path");
-        let target_dir: PathBuf = exe
-            .ancestors()
-            .nth(3)
-            .expect("the test runs from <target>/<profile>/deps")
-            .join("wasi-example");
+        // A target directory of its own (<target>/tmp/wasi-example): the outer
+        // `cargo test` may still hold the lock of its own.
+        let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("wasi-example");
         let built = build_example(&target_dir).unwrap_or_else(|e| panic!("{e:#}"));
         let size = std::fs::metadata(&built.wasm).map(|m| m.len()).unwrap_or(0);
         let start = Instant::now();
@@ -37,8 +34,9 @@ fn example() -> &'static Program {
 }
 
 fn run(args: &[&str]) -> Outcome {
+    let program = example();
     let start = Instant::now();
-    let outcome = example()
+    let outcome = program
         .run(args, &[], true)
         .unwrap_or_else(|e| panic!("running the example failed: {e:#}"));
     eprintln!(
@@ -66,6 +64,7 @@ fn assert_all_checks_passed(outcome: &Outcome) {
         "query_one: 42 WASI 0.5",
         "error recovery: SQLSTATE 22012 then count = 4",
         "copy in/out: 2 rows round-tripped",
+        "200 round trips of one cached statement: ",
         "wait_for_notification: none within 200 ms",
         "notification from myself: wasi_events \"from myself\"",
         "notification from another connection: \"from another task\"",
@@ -150,4 +149,74 @@ fn refused_connection_and_usage_errors() {
     let outcome = run(&[]);
     assert_eq!(outcome.exit_code, 1);
     assert!(outcome.stderr.contains("usage: pglite-wasi-example"));
+}
+
+#[test]
+fn silent_server_hits_connect_timeout() {
+    // The kernel completes the handshake (the listener's backlog), but nobody ever
+    // answers the start-up message: `connect_timeout=1` (2 s, as libpq) must end the
+    // wait through wstd's timer.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let start = Instant::now();
+    let outcome = run(&[&format!(
+        "postgres://postgres@127.0.0.1:{port}/postgres?connect_timeout=1"
+    )]);
+    let elapsed = start.elapsed();
+    assert_eq!(outcome.exit_code, 1);
+    assert!(
+        outcome
+            .stderr
+            .contains("timeout expired while connecting (connect_timeout)"),
+        "expected a connect timeout:\n{}",
+        outcome.stderr
+    );
+    assert!(
+        elapsed >= Duration::from_millis(1900) && elapsed < Duration::from_secs(20),
+        "the 2 s connect timeout took {elapsed:?}"
+    );
+    drop(silent);
+}
+
+/// `cargo tree` of a WASI build: the dependency lines of `args`.
+fn wasi_tree(args: &[&str]) -> String {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(cargo)
+        .current_dir(workspace_root())
+        .args([
+            "tree", "--target", TARGET, "-e", "normal", "--prefix", "none",
+        ])
+        .args(args)
+        .output()
+        .expect("cargo tree runs");
+    assert!(
+        output.status.success(),
+        "cargo tree {args:?} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn wasi_builds_never_pull_wasmtime_or_tokio() {
+    for args in [
+        &[
+            "-p",
+            "pglite-client",
+            "--no-default-features",
+            "--features",
+            "wstd",
+        ][..],
+        &["-p", "pglite-client"][..],
+        &["-p", "pglite-wasi-example"][..],
+    ] {
+        let tree = wasi_tree(args);
+        assert!(tree.contains("wstd v"), "no wstd in {args:?}:\n{tree}");
+        for forbidden in ["wasmtime", "cranelift", "tokio v", "mio v"] {
+            assert!(
+                !tree.contains(forbidden),
+                "the {TARGET} build {args:?} depends on {forbidden}:\n{tree}"
+            );
+        }
+    }
 }

@@ -206,6 +206,20 @@ pub async fn run(url: &str) -> Result<(), Failure> {
     );
     println!("copy in/out: {copied} rows round-tripped");
 
+    let start = Instant::now();
+    for i in 0..200i32 {
+        let echoed: i32 = client
+            .query_one("SELECT $1::int4 AS echoed", &[&i])
+            .await
+            .context("round trip")?
+            .get(0);
+        ensure!(echoed == i, "round trip {i} came back as {echoed}");
+    }
+    println!(
+        "200 round trips of one cached statement: {} µs each",
+        start.elapsed().as_micros() / 200
+    );
+
     notifications(&mut client, url).await?;
     blocking_client(&mut client, url).await?;
 
