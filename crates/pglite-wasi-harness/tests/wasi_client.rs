@@ -33,11 +33,22 @@ fn example() -> &'static Program {
     })
 }
 
+/// How long one run may take before the test gives up on it (a hung guest cannot be
+/// interrupted while it blocks in a host call, so it is left behind on its thread).
+const RUN_LIMIT: Duration = Duration::from_secs(120);
+
 fn run(args: &[&str]) -> Outcome {
     let program = example();
+    let owned: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let (done, result) = std::sync::mpsc::channel();
     let start = Instant::now();
-    let outcome = program
-        .run(args, &[], true)
+    std::thread::spawn(move || {
+        let args: Vec<&str> = owned.iter().map(String::as_str).collect();
+        let _ = done.send(program.run(&args, &[], true));
+    });
+    let outcome = result
+        .recv_timeout(RUN_LIMIT)
+        .unwrap_or_else(|_| panic!("the example did not finish within {RUN_LIMIT:?}: {args:?}"))
         .unwrap_or_else(|e| panic!("running the example failed: {e:#}"));
     eprintln!(
         "run {args:?}: exit {} in {:.2} s\n--- stdout\n{}--- stderr\n{}",
