@@ -6,7 +6,8 @@
 //! with `send` and `receive`; it spawns no threads and needs no runtime.
 //! `AsyncClient` runs the same protocol core on async sockets: tokio TCP/Unix sockets
 //! (feature `tokio`), or wasi:sockets TCP driven by `wstd` on wasm32-wasip2 (feature
-//! `wstd`); both features are on by default and each is a no-op on the other's targets. Both connect from libpq connection strings ([`Config`]); [`Target`] also
+//! `wstd`); both features are on by default and each is a no-op on the other's
+//! targets. Both connect from libpq connection strings ([`Config`]); [`Target`] also
 //! parses `pglite://` URLs for the embedded engine.
 //!
 //! ```no_run

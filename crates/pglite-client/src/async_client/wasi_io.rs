@@ -129,18 +129,9 @@ fn socket_error(what: String, code: ErrorCode) -> Error {
 
 /// The addresses of `name`: an IP literal as it is, anything else through
 /// wasi:sockets/ip-name-lookup (which the host must allow).
-async fn resolve(network: &Network, name: &str) -> Result<Vec<IpAddress>, Error> {
+async fn resolve(network: &Network, name: &str) -> Result<Vec<IpAddr>, Error> {
     if let Ok(ip) = name.parse::<IpAddr>() {
-        return Ok(vec![match ip {
-            IpAddr::V4(v4) => {
-                let [a, b, c, d] = v4.octets();
-                IpAddress::Ipv4((a, b, c, d))
-            }
-            IpAddr::V6(v6) => {
-                let [a, b, c, d, e, f, g, h] = v6.segments();
-                IpAddress::Ipv6((a, b, c, d, e, f, g, h))
-            }
-        }]);
+        return Ok(vec![ip]);
     }
     let lookup = |code| socket_error(format!("could not resolve host \"{name}\""), code);
     let stream = resolve_addresses(network, name).map_err(lookup)?;
@@ -148,7 +139,12 @@ async fn resolve(network: &Network, name: &str) -> Result<Vec<IpAddress>, Error>
     let mut addresses = Vec::new();
     loop {
         match stream.resolve_next_address() {
-            Ok(Some(address)) => addresses.push(address),
+            Ok(Some(IpAddress::Ipv4((a, b, c, d)))) => {
+                addresses.push(IpAddr::from([a, b, c, d]));
+            }
+            Ok(Some(IpAddress::Ipv6((a, b, c, d, e, f, g, h)))) => {
+                addresses.push(IpAddr::from([a, b, c, d, e, f, g, h]));
+            }
             Ok(None) => return Ok(addresses),
             Err(ErrorCode::WouldBlock) => {
                 ready
@@ -161,27 +157,30 @@ async fn resolve(network: &Network, name: &str) -> Result<Vec<IpAddress>, Error>
     }
 }
 
-/// Connects one TCP socket to `address:port`.
-async fn connect(network: &Network, address: IpAddress, port: u16) -> Result<WasiIo, Error> {
-    let (family, remote) = match address {
-        IpAddress::Ipv4(address) => (
-            IpAddressFamily::Ipv4,
-            IpSocketAddress::Ipv4(Ipv4SocketAddress { port, address }),
-        ),
-        IpAddress::Ipv6(address) => (
-            IpAddressFamily::Ipv6,
-            IpSocketAddress::Ipv6(Ipv6SocketAddress {
-                port,
-                flow_info: 0,
-                address,
-                scope_id: 0,
-            }),
-        ),
-    };
-    let target = match address {
-        IpAddress::Ipv4((a, b, c, d)) => SocketAddr::from(([a, b, c, d], port)),
-        IpAddress::Ipv6((a, b, c, d, e, f, g, h)) => {
-            SocketAddr::from(([a, b, c, d, e, f, g, h], port))
+/// Connects one TCP socket to `target`.
+async fn connect(network: &Network, target: SocketAddr) -> Result<WasiIo, Error> {
+    let port = target.port();
+    let (family, remote) = match target {
+        SocketAddr::V4(v4) => {
+            let [a, b, c, d] = v4.ip().octets();
+            let address = (a, b, c, d);
+            (
+                IpAddressFamily::Ipv4,
+                IpSocketAddress::Ipv4(Ipv4SocketAddress { port, address }),
+            )
+        }
+        SocketAddr::V6(v6) => {
+            let [a, b, c, d, e, f, g, h] = v6.ip().segments();
+            let address = (a, b, c, d, e, f, g, h);
+            (
+                IpAddressFamily::Ipv6,
+                IpSocketAddress::Ipv6(Ipv6SocketAddress {
+                    port,
+                    flow_info: v6.flowinfo(),
+                    address,
+                    scope_id: v6.scope_id(),
+                }),
+            )
         }
     };
     let failed = |code| socket_error(format!("could not connect to {target}"), code);
@@ -223,8 +222,8 @@ pub(super) async fn open(host: &Host, port: u16) -> Result<WasiIo, Error> {
     };
     let network = instance_network();
     let mut last = None;
-    for address in resolve(&network, name).await? {
-        match connect(&network, address, port).await {
+    for ip in resolve(&network, name).await? {
+        match connect(&network, SocketAddr::new(ip, port)).await {
             Ok(io) => return Ok(io),
             Err(e) => last = Some(e),
         }
