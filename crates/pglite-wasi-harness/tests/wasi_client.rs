@@ -76,6 +76,16 @@ fn assert_all_checks_passed(outcome: &Outcome) {
         "error recovery: SQLSTATE 22012 then count = 4",
         "copy in/out: 2 rows round-tripped",
         "200 round trips of one cached statement: ",
+        "query_raw: 100000 rows streamed (sum 5000050000), Some(\"SELECT 100000\"); early drop ok",
+        "cursor: 100 rows in batches of 7",
+        "simple_query_raw: columns 1, row Some(\"a\"), row None, done SELECT 2, columns 1, \
+         row Some(\"42\"), done SELECT 1",
+        "pipeline: 5 statements in one round trip: INSERT 0 1, 1, 22012, skipped, 1",
+        "with_transaction: 40001 on attempt 1, committed on attempt 2 after ",
+        "binary copy: 1000 rows in and out, a dropped writer aborted its COPY",
+        "cancel_async: lock wait ended with 57014 after ",
+        "reconnect: new backend after an abandoned call, application_name \"wasi reconnect\" \
+         re-applied",
         "wait_for_notification: none within 200 ms",
         "notification from myself: wasi_events \"from myself\"",
         "notification from another connection: \"from another task\"",
@@ -160,6 +170,23 @@ fn refused_connection_and_usage_errors() {
     let outcome = run(&[]);
     assert_eq!(outcome.exit_code, 1);
     assert!(outcome.stderr.contains("usage: pglite-wasi-example"));
+}
+
+#[test]
+fn tls_modes_are_refused_without_tls() {
+    // The default features include `tls`, a no-op on WASI: a mode that needs TLS is a
+    // configuration error before any socket is opened (the port does not matter).
+    let outcome = run(&["postgres://postgres@127.0.0.1:9/postgres?sslmode=require"]);
+    assert_eq!(outcome.exit_code, 1);
+    assert!(
+        outcome.stderr.contains("FAILED: connect: ")
+            && outcome.stderr.contains(
+                "sslmode=require needs TLS, and this build of pglite-client has no TLS: TLS \
+                 is not available on WASI"
+            ),
+        "expected the no-TLS configuration error:\n{}",
+        outcome.stderr
+    );
 }
 
 #[test]

@@ -7,10 +7,10 @@ use pglite_client::{AsyncClient, Client, SqlState};
 use wstd::io::Cursor;
 
 /// A failed check: what was being done and why it failed.
-type Failure = String;
+pub type Failure = String;
 
 /// Adds what was being done to an error.
-trait Context<T> {
+pub trait Context<T> {
     fn context(self, what: &str) -> Result<T, Failure>;
 }
 
@@ -220,6 +220,7 @@ pub async fn run(url: &str) -> Result<(), Failure> {
         start.elapsed().as_micros() / 200
     );
 
+    crate::features::run(&mut client, url).await?;
     notifications(&mut client, url).await?;
     blocking_client(&mut client, url).await?;
 

@@ -1,8 +1,10 @@
 //! pglite-client on wasm32-wasip2: connects to the PostgreSQL server named by the first
 //! argument (or `DATABASE_URL`) over wasi:sockets and checks CREATE, INSERT in a
-//! transaction, SELECT with parameters, error recovery, COPY both ways, LISTEN/NOTIFY
-//! (from itself and from a second connection in a concurrent task, plus a timeout),
-//! then the blocking `Client` over `std::net`. It prints one line per check and exits
+//! transaction, SELECT with parameters, error recovery, COPY both ways, row streams
+//! (`query_raw`, a cursor, `simple_query_raw`), a pipeline, `with_transaction` with a
+//! retry, binary COPY, a cancel request, an automatic reconnect with `set_param`,
+//! LISTEN/NOTIFY (from itself and from a second connection in a concurrent task, plus
+//! a timeout), then the blocking `Client` over `std::net`. It prints one line per check and exits
 //! with status 1 at the first failure or without a URL (WASI 0.2's `exit` knows only
 //! success and failure).
 //!
@@ -14,7 +16,10 @@
 //! ```
 
 #[cfg(all(target_os = "wasi", target_env = "p2"))]
+#[macro_use]
 mod checks;
+#[cfg(all(target_os = "wasi", target_env = "p2"))]
+mod features;
 
 #[cfg(all(target_os = "wasi", target_env = "p2"))]
 fn main() {
