@@ -1,6 +1,8 @@
-//! `pglite bench`: start-up, round-trip, insert and memory figures in one run, each
-//! beside the project's target and, when a native PostgreSQL is installed, the same
-//! workload against it over TCP.
+//! `pglite bench`: the speed suite, start-up, round-trip, insert and memory figures in
+//! one run, each beside the project's target and, when a native PostgreSQL is
+//! installed, the same workload against it over TCP. Three targets take turns: the
+//! in-process API, `pglite serve` (a child process) over TCP and native PostgreSQL over
+//! TCP, both reached with tokio-postgres.
 //!
 //! Figures are [`Metric`]s with a stable key; targets are data ([`TARGETS`]), looked up
 //! by issue number and key, so new workloads (the speed suite, a server over TCP) are
@@ -11,10 +13,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pglite::client::{Client, StartupConfig, TcpTransport};
-use pglite::{Error, Pglite, Row, SimpleResult, Statement, ToSql};
+use pglite::Pglite;
 use pglite_testkit::NativePostgres;
 use serde_json::json;
+
+use crate::sides::{InProcess, ServeChild, Side, Tcp, proc_status_mb};
+use crate::speedtest::{self, IN_PROCESS, NATIVE, SERVE, Suite, SuiteArgs, TargetTimes, run_suite};
 
 /// Options of `pglite bench`.
 #[derive(clap::Args)]
@@ -23,7 +27,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
     /// Check the targets of this issue: 2 (the engine) or 5 (performance).
-    #[arg(long, default_value = "2", value_parser = ["2", "5"])]
+    #[arg(long, default_value = "5", value_parser = ["2", "5"])]
     targets: String,
     /// Skip the cold start (a child process that compiles the module from scratch).
     #[arg(long)]
@@ -31,6 +35,11 @@ pub struct BenchArgs {
     /// Skip the native PostgreSQL baseline.
     #[arg(long)]
     no_native: bool,
+    /// Skip the speed suite.
+    #[arg(long)]
+    no_suite: bool,
+    #[command(flatten)]
+    suite: SuiteArgs,
     /// Directory with a native PostgreSQL's `postgres`, `initdb` and `pg_ctl`
     /// [default: $PGLITE_NATIVE_BIN, else the newest /usr/lib/postgresql/*/bin].
     #[arg(long, value_name = "DIR")]
@@ -92,62 +101,94 @@ struct Metric {
     note: String,
 }
 
+impl Metric {
+    fn new(key: &'static str, label: impl Into<String>, unit: Unit, value: f64) -> Metric {
+        Metric {
+            key,
+            label: label.into(),
+            unit,
+            value,
+            native: None,
+            note: String::new(),
+        }
+    }
+
+    fn native(mut self, native: Option<f64>) -> Metric {
+        self.native = native;
+        self
+    }
+
+    fn note(mut self, note: impl Into<String>) -> Metric {
+        self.note = note.into();
+        self
+    }
+}
+
+/// What a target limits: the figure itself, or its ratio to native.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Measure {
+    Value,
+    Ratio,
+}
+
 /// A limit (must) and optional goal for a metric, from an issue's "Must show".
 struct Target {
     issue: u32,
     key: &'static str,
+    measure: Measure,
     limit: f64,
     goal: Option<f64>,
 }
 
-/// Targets in each metric's unit.
+const fn value(issue: u32, key: &'static str, limit: f64, goal: Option<f64>) -> Target {
+    Target {
+        issue,
+        key,
+        measure: Measure::Value,
+        limit,
+        goal,
+    }
+}
+
+const fn ratio(issue: u32, key: &'static str, limit: f64, goal: Option<f64>) -> Target {
+    Target {
+        issue,
+        key,
+        measure: Measure::Ratio,
+        limit,
+        goal,
+    }
+}
+
+/// Targets in each metric's unit (or as a ratio to native).
 const TARGETS: &[Target] = &[
-    Target {
-        issue: 2,
-        key: "temporary_first_query",
-        limit: 150.0,
-        goal: Some(30.0),
-    },
-    Target {
-        issue: 2,
-        key: "select1_query",
-        limit: 40.0,
-        goal: Some(15.0),
-    },
-    Target {
-        issue: 2,
-        key: "insert_25k",
-        limit: 1.5,
-        goal: Some(0.4),
-    },
-    Target {
-        issue: 5,
-        key: "cold_start",
-        limit: 5.0,
-        goal: None,
-    },
-    Target {
-        issue: 5,
-        key: "temporary_first_query",
-        limit: 50.0,
-        goal: Some(10.0),
-    },
-    Target {
-        issue: 5,
-        key: "select1_query",
-        limit: 20.0,
-        goal: Some(10.0),
-    },
-    Target {
-        issue: 5,
-        key: "rss_after_temporary",
-        limit: 150.0,
-        goal: Some(64.0),
-    },
+    value(2, "temporary_first_query", 150.0, Some(30.0)),
+    value(2, "select1_prepared", 40.0, Some(15.0)),
+    value(2, "insert_25k", 1.5, Some(0.4)),
+    ratio(5, "suite_serve", 1.4, Some(1.1)),
+    // Issue 5 compares the in-process API with native over TCP.
+    ratio(5, "suite_in_process", 1.2, Some(0.9)),
+    value(5, "cold_start", 5.0, None),
+    value(5, "temporary_first_query", 50.0, Some(10.0)),
+    value(5, "select1_prepared", 20.0, Some(10.0)),
+    value(5, "select1_simple", 20.0, Some(10.0)),
+    ratio(5, "select1_prepared_serve", 1.5, None),
+    ratio(5, "select1_simple_serve", 1.5, None),
+    value(5, "rss_after_temporary", 150.0, Some(64.0)),
+    value(5, "rss_in_process_after_suite", 400.0, None),
+    value(5, "rss_serve_after_suite", 400.0, None),
 ];
 
 fn target(issue: u32, key: &str) -> Option<&'static Target> {
     TARGETS.iter().find(|t| t.issue == issue && t.key == key)
+}
+
+/// The figure a target judges: the value, or the ratio to native.
+fn judged(t: &Target, m: &Metric) -> Option<f64> {
+    match t.measure {
+        Measure::Value => Some(m.value),
+        Measure::Ratio => m.native.map(|n| m.value / n),
+    }
 }
 
 /// "PASS", "PASS (goal)" or "MISS" for `value` against `t`.
@@ -157,6 +198,11 @@ fn status(t: &Target, value: f64) -> &'static str {
         _ if value <= t.limit => "PASS",
         _ => "MISS",
     }
+}
+
+fn metric_status(issue: u32, m: &Metric) -> Option<&'static str> {
+    let t = target(issue, m.key)?;
+    Some(judged(t, m).map_or("n/a", |v| status(t, v)))
 }
 
 fn number(v: f64) -> String {
@@ -179,77 +225,17 @@ fn median(mut samples: Vec<Duration>) -> Duration {
     }
 }
 
-/// A field of /proc/self/status in MB (the kernel reports kB).
-fn proc_status_mb(field: &str) -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status
-        .lines()
-        .find(|l| l.strip_prefix(field).is_some_and(|r| r.starts_with(':')))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024.0 / 1e6)
-}
-
 fn progress(message: &str) {
     eprintln!("bench: {message}");
 }
 
-/// The operations the workloads need, for the embedded database and a native server.
-trait Session {
-    fn query(&mut self, sql: &str) -> Result<Vec<Row>, Error>;
-    fn simple(&mut self, sql: &str) -> Result<Vec<SimpleResult>, Error>;
-    fn prepare(&mut self, sql: &str) -> Result<Statement, Error>;
-    fn execute(
-        &mut self,
-        statement: &Statement,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<u64, Error>;
-}
-
-impl Session for Pglite {
-    fn query(&mut self, sql: &str) -> Result<Vec<Row>, Error> {
-        Pglite::query(self, sql, &[])
-    }
-    fn simple(&mut self, sql: &str) -> Result<Vec<SimpleResult>, Error> {
-        self.exec(sql)
-    }
-    fn prepare(&mut self, sql: &str) -> Result<Statement, Error> {
-        Pglite::prepare(self, sql)
-    }
-    fn execute(
-        &mut self,
-        statement: &Statement,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<u64, Error> {
-        Pglite::execute(self, statement, params)
-    }
-}
-
-impl Session for Client<TcpTransport> {
-    fn query(&mut self, sql: &str) -> Result<Vec<Row>, Error> {
-        Client::query(self, sql, &[])
-    }
-    fn simple(&mut self, sql: &str) -> Result<Vec<SimpleResult>, Error> {
-        self.simple_query(sql)
-    }
-    fn prepare(&mut self, sql: &str) -> Result<Statement, Error> {
-        Client::prepare(self, sql)
-    }
-    fn execute(
-        &mut self,
-        statement: &Statement,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<u64, Error> {
-        Client::execute(self, statement, params)
-    }
-}
-
 /// Per-call medians of `op` on each side, over [`ROUND_TRIPS`] calls after a warm-up.
-/// The sides take turns in blocks so that both see the same machine conditions (on a
+/// The sides take turns in blocks so that all see the same machine conditions (on a
 /// shared machine, cross-process round trips swing with the load).
 fn round_trips(
-    sides: &mut [&mut dyn Session],
-    op: fn(&mut dyn Session) -> Result<(), Error>,
-) -> Result<Vec<Duration>, Error> {
+    sides: &mut [&mut dyn Side],
+    op: fn(&mut dyn Side) -> Result<(), String>,
+) -> Result<Vec<Duration>, String> {
     const BLOCKS: usize = 10;
     for side in sides.iter_mut() {
         for _ in 0..WARMUP {
@@ -269,52 +255,12 @@ fn round_trips(
     Ok(samples.into_iter().map(median).collect())
 }
 
-/// `SELECT 1` through the extended protocol (cached prepared statement).
-fn select1_query(session: &mut dyn Session) -> Result<(), Error> {
-    let rows = session.query("SELECT 1")?;
-    debug_assert_eq!(rows.len(), 1);
-    Ok(())
-}
-
-/// `SELECT 1` through the simple protocol.
-fn select1_exec(session: &mut dyn Session) -> Result<(), Error> {
-    session.simple("SELECT 1").map(drop)
-}
-
-/// [`INSERTS`] prepared INSERTs of an int and a text in one transaction, into a fresh
-/// table, commit included.
-fn insert_run(session: &mut dyn Session) -> Result<Duration, Error> {
-    session.simple(
-        "DROP TABLE IF EXISTS pglite_bench_insert; \
-         CREATE TABLE pglite_bench_insert (a int, b text)",
-    )?;
-    let start = Instant::now();
-    session.simple("BEGIN")?;
-    let statement = session.prepare("INSERT INTO pglite_bench_insert VALUES ($1, $2)")?;
-    for i in 0..INSERTS as i32 {
-        let text = format!("row {i}");
-        session.execute(&statement, &[&i, &text])?;
-    }
-    session.simple("COMMIT")?;
-    let elapsed = start.elapsed();
-    let count = session.simple("SELECT count(*) FROM pglite_bench_insert")?;
-    let count = count[0].rows[0][0].clone().unwrap_or_default();
-    if count != INSERTS.to_string() {
-        return Err(Error::new(
-            pglite::ErrorKind::UnexpectedRowCount,
-            format!("the insert benchmark stored {count} rows, not {INSERTS}"),
-        ));
-    }
-    session.simple("DROP TABLE pglite_bench_insert")?;
-    Ok(elapsed)
-}
-
 /// Median of [`INSERT_RUNS`] insert runs on each side, the sides taking turns.
-fn inserts(sides: &mut [&mut dyn Session]) -> Result<Vec<Duration>, Error> {
+fn inserts(sides: &mut [&mut dyn Side]) -> Result<Vec<Duration>, String> {
     let mut samples = vec![Vec::new(); sides.len()];
     for _ in 0..INSERT_RUNS {
         for (side, samples) in sides.iter_mut().zip(&mut samples) {
-            samples.push(insert_run(&mut **side)?);
+            samples.push(side.insert_run(INSERTS)?);
         }
     }
     Ok(samples.into_iter().map(median).collect())
@@ -344,8 +290,36 @@ fn time_child(args: &[&str], cache: Option<&Path>) -> Result<(Duration, String),
     Ok((elapsed, stderr))
 }
 
-fn db_err(context: &str) -> impl FnOnce(Error) -> String + '_ {
+fn db_err(context: &str) -> impl FnOnce(pglite::Error) -> String + '_ {
     move |e| format!("{context}: {e}")
+}
+
+/// The cold start: a new process with an empty cache (unpack, rewrite, compile, cache
+/// write, template initdb, query). The engine's progress lines give the split.
+fn cold_start(scratch: &Path) -> Result<Metric, String> {
+    progress("cold start: a new process with an empty cache (compiles PostgreSQL)");
+    let cache = scratch.join("empty-cache");
+    std::fs::create_dir(&cache).map_err(|e| format!("creating {}: {e}", cache.display()))?;
+    let (elapsed, stderr) = time_child(
+        &["sql", "--temporary", "-q", "select 1"],
+        Some(cache.as_path()),
+    )?;
+    std::fs::remove_dir_all(&cache).ok();
+    // The engine reports "compiled in N s (...)" on stderr.
+    let split = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("pglite: compiled in "))
+        .map(|rest| rest.split(", cached at").next().unwrap_or(rest).to_string());
+    Ok(Metric::new(
+        "cold_start",
+        "cold start: new process, empty cache",
+        Unit::Seconds,
+        Unit::Seconds.of(elapsed),
+    )
+    .note(match split {
+        Some(split) => format!("`pglite sql --temporary \"select 1\"`; compile {split}"),
+        None => "`pglite sql --temporary \"select 1\"`".into(),
+    }))
 }
 
 /// Run the benchmark and print (and optionally write) the figures.
@@ -357,90 +331,192 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
         .prefix("pglite-bench-")
         .tempdir()
         .map_err(|e| format!("creating a scratch directory: {e}"))?;
+    let suite = if args.no_suite {
+        None
+    } else {
+        Some(Suite::load(&args.suite.suite)?)
+    };
 
     if !args.no_cold {
-        progress("cold start: a new process with an empty module cache (compiles PostgreSQL)");
-        let cache = scratch.path().join("empty-cache");
-        std::fs::create_dir(&cache).map_err(|e| format!("creating {}: {e}", cache.display()))?;
-        let (elapsed, stderr) = time_child(
-            &["sql", "--temporary", "-q", "select 1"],
-            Some(cache.as_path()),
-        )?;
-        // The engine reports "compiled in N s" on stderr.
-        let compile = stderr
-            .split("compiled in ")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|n| n.parse::<f64>().ok());
-        metrics.push(Metric {
-            key: "cold_start",
-            label: "cold start: new process, no module cache".into(),
-            unit: Unit::Seconds,
-            value: Unit::Seconds.of(elapsed),
-            native: None,
-            note: match compile {
-                Some(c) => format!("`pglite sql --temporary \"select 1\"`, compile {c:.1} s"),
-                None => "`pglite sql --temporary \"select 1\"`".into(),
-            },
-        });
-        std::fs::remove_dir_all(&cache).ok();
+        metrics.push(cold_start(scratch.path())?);
     }
 
     progress("first temporary database in this process");
     let start = Instant::now();
     let mut db = Pglite::temporary().map_err(db_err("opening a temporary database"))?;
-    Session::query(&mut db, "SELECT 1").map_err(db_err("SELECT 1"))?;
+    db.query("SELECT 1", &[]).map_err(db_err("SELECT 1"))?;
     let first = start.elapsed();
-    let rss_after_temporary = proc_status_mb("VmRSS");
+    let rss_after_temporary = proc_status_mb(None, "VmRSS");
     let server_version = db
         .exec("SHOW server_version")
         .ok()
         .and_then(|r| r.first()?.rows.first()?.first()?.clone())
         .unwrap_or_default();
-    metrics.push(Metric {
-        key: "first_temporary",
-        label: "first Pglite::temporary() + query in a process".into(),
-        unit: Unit::Millis,
-        value: Unit::Millis.of(first),
-        native: None,
-        note: "loads the cached module".into(),
-    });
+    metrics.push(
+        Metric::new(
+            "first_temporary",
+            "first Pglite::temporary() + query in a process",
+            Unit::Millis,
+            Unit::Millis.of(first),
+        )
+        .note("loads the cached module and template"),
+    );
     if let Some(rss) = rss_after_temporary {
-        metrics.push(Metric {
-            key: "rss_after_temporary",
-            label: "RSS with one temporary database open".into(),
-            unit: Unit::Megabytes,
-            value: rss,
-            native: None,
-            note: "VmRSS".into(),
-        });
+        metrics.push(
+            Metric::new(
+                "rss_after_temporary",
+                "RSS after opening a temporary database (in-process)",
+                Unit::Megabytes,
+                rss,
+            )
+            .note("VmRSS of this process"),
+        );
     }
+    let mut in_process = InProcess::new(db);
 
-    let mut native = if args.no_native {
+    let native = if args.no_native {
         Err("skipped (--no-native)".to_string())
     } else {
         start_native(args.native_bin.as_deref())
     };
-    progress(match native {
-        Ok(_) => "SELECT 1 round trips and prepared INSERTs, pglite and native taking turns",
-        Err(_) => "SELECT 1 round trips and prepared INSERTs",
-    });
-    let (query, exec, insert) = {
-        let mut sides: Vec<&mut dyn Session> = vec![&mut db];
-        if let Ok((_, client)) = &mut native {
+    progress("starting `pglite serve --temporary` (child process)");
+    let server = ServeChild::start(scratch.path())?;
+    let rss_serve_open = proc_status_mb(Some(server.pid()), "VmRSS");
+    let mut serve = Tcp::connect(server.url())?;
+    let mut native_client = match &native {
+        Ok(pg) => Some(Tcp::connect(&pg.url("postgres", "postgres"))?),
+        Err(_) => None,
+    };
+
+    progress("SELECT 1 round trips and prepared INSERTs, the targets taking turns");
+    let (simple, prepared, insert) = {
+        let mut sides: Vec<&mut dyn Side> = vec![&mut in_process, &mut serve];
+        if let Some(client) = native_client.as_mut() {
             sides.push(client);
         }
-        let query = round_trips(&mut sides, select1_query).map_err(db_err("SELECT 1"))?;
-        let exec = round_trips(&mut sides, select1_exec).map_err(db_err("SELECT 1"))?;
-        let insert = inserts(&mut sides).map_err(db_err("inserts"))?;
-        (query, exec, insert)
+        let simple = round_trips(&mut sides, |s| s.select1_simple())?;
+        let prepared = round_trips(&mut sides, |s| s.select1_prepared())?;
+        let insert = inserts(&mut sides)?;
+        (simple, prepared, insert)
     };
-    db.close().map_err(db_err("closing"))?;
+    drop(serve);
+    server.stop()?;
+    in_process.db.close().map_err(db_err("closing"))?;
+    drop(native_client);
+
+    let us = |d: Option<&Duration>| d.map(|&d| Unit::Micros.of(d));
+    for (key_in, key_serve, what, times) in [
+        (
+            "select1_simple",
+            "select1_simple_serve",
+            "simple query",
+            &simple,
+        ),
+        (
+            "select1_prepared",
+            "select1_prepared_serve",
+            "prepared",
+            &prepared,
+        ),
+    ] {
+        metrics.push(
+            Metric::new(
+                key_in,
+                format!("SELECT 1 round trip, {what}, in-process"),
+                Unit::Micros,
+                Unit::Micros.of(times[0]),
+            )
+            .native(us(times.get(2)))
+            .note(format!("median of {ROUND_TRIPS}")),
+        );
+        metrics.push(
+            Metric::new(
+                key_serve,
+                format!("SELECT 1 round trip, {what}, pglite serve (TCP)"),
+                Unit::Micros,
+                Unit::Micros.of(times[1]),
+            )
+            .native(us(times.get(2)))
+            .note(format!("tokio-postgres, median of {ROUND_TRIPS}")),
+        );
+    }
+    let seconds = |d: Option<&Duration>| d.map(|&d| Unit::Seconds.of(d));
+    for (key, label, i) in [
+        (
+            "insert_25k",
+            "25,000 prepared INSERTs, one transaction, in-process",
+            0,
+        ),
+        (
+            "insert_25k_serve",
+            "25,000 prepared INSERTs, one transaction, serve (TCP)",
+            1,
+        ),
+    ] {
+        metrics.push(
+            Metric::new(key, label, Unit::Seconds, Unit::Seconds.of(insert[i]))
+                .native(seconds(insert.get(2)))
+                .note(format!(
+                    "{:.1} µs/insert, median of {INSERT_RUNS}",
+                    insert[i].as_secs_f64() * 1e6 / INSERTS as f64
+                )),
+        );
+    }
+    if let Some(rss) = rss_serve_open {
+        metrics.push(
+            Metric::new(
+                "rss_serve_open",
+                "RSS of `pglite serve` after start",
+                Unit::Megabytes,
+                rss,
+            )
+            .note("VmRSS of the child"),
+        );
+    }
+
+    let suite_report = match &suite {
+        Some(suite) => {
+            let report = run_suite(suite, args.suite.runs, native.as_ref().ok(), scratch.path())?;
+            let native_geo = report.target(NATIVE).map(TargetTimes::geomean_ms);
+            for (key, name) in [("suite_in_process", IN_PROCESS), ("suite_serve", SERVE)] {
+                if let Some(t) = report.target(name) {
+                    metrics.push(
+                        Metric::new(
+                            key,
+                            format!("speed suite geometric mean, {name}"),
+                            Unit::Millis,
+                            t.geomean_ms(),
+                        )
+                        .native(native_geo)
+                        .note(format!("per-test medians of {} runs", t.runs.len())),
+                    );
+                }
+            }
+            for (key, label, value) in [
+                (
+                    "rss_in_process_after_suite",
+                    "RSS after the suite, in-process",
+                    report.rss_in_process_after,
+                ),
+                (
+                    "rss_serve_after_suite",
+                    "RSS after the suite, `pglite serve`",
+                    report.rss_serve_after,
+                ),
+            ] {
+                if let Some(value) = value {
+                    metrics.push(
+                        Metric::new(key, label, Unit::Megabytes, value)
+                            .note("VmRSS, database still open"),
+                    );
+                }
+            }
+            Some(report)
+        }
+        None => None,
+    };
     // Stop the native server now; only its version is needed from here on.
-    let native = native.map(|(server, client)| {
-        client.close().ok();
-        server.version().to_string()
-    });
+    let native = native.map(|server| server.version().to_string());
 
     progress(&format!(
         "{TEMPORARY_RUNS} × Pglite::temporary() + first query"
@@ -449,18 +525,19 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
     for _ in 0..TEMPORARY_RUNS {
         let start = Instant::now();
         let mut db = Pglite::temporary().map_err(db_err("opening a temporary database"))?;
-        Session::query(&mut db, "SELECT 1").map_err(db_err("SELECT 1"))?;
+        db.query("SELECT 1", &[]).map_err(db_err("SELECT 1"))?;
         samples.push(start.elapsed());
         drop(db);
     }
-    metrics.push(Metric {
-        key: "temporary_first_query",
-        label: "Pglite::temporary() + first query".into(),
-        unit: Unit::Millis,
-        value: Unit::Millis.of(median(samples)),
-        native: None,
-        note: format!("median of {TEMPORARY_RUNS}"),
-    });
+    metrics.push(
+        Metric::new(
+            "temporary_first_query",
+            "Pglite::temporary() + first query",
+            Unit::Millis,
+            Unit::Millis.of(median(samples)),
+        )
+        .note(format!("median of {TEMPORARY_RUNS}")),
+    );
 
     progress(&format!(
         "{WARM_OPENS} × open an existing directory + first query, close"
@@ -473,28 +550,30 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
     for _ in 0..WARM_OPENS {
         let start = Instant::now();
         let mut db = Pglite::open(&dir).map_err(db_err("opening the database"))?;
-        Session::query(&mut db, "SELECT 1").map_err(db_err("SELECT 1"))?;
+        db.query("SELECT 1", &[]).map_err(db_err("SELECT 1"))?;
         opens.push(start.elapsed());
         let start = Instant::now();
         db.close().map_err(db_err("closing"))?;
         closes.push(start.elapsed());
     }
-    metrics.push(Metric {
-        key: "warm_open",
-        label: "warm open of a directory + first query".into(),
-        unit: Unit::Millis,
-        value: Unit::Millis.of(median(opens)),
-        native: None,
-        note: format!("in-process, median of {WARM_OPENS}"),
-    });
-    metrics.push(Metric {
-        key: "close",
-        label: "clean close (shutdown, checkpoint)".into(),
-        unit: Unit::Millis,
-        value: Unit::Millis.of(median(closes)),
-        native: None,
-        note: format!("median of {WARM_OPENS}"),
-    });
+    metrics.push(
+        Metric::new(
+            "warm_open",
+            "warm open of a directory + first query",
+            Unit::Millis,
+            Unit::Millis.of(median(opens)),
+        )
+        .note(format!("in-process, median of {WARM_OPENS}")),
+    );
+    metrics.push(
+        Metric::new(
+            "close",
+            "clean close (shutdown, checkpoint)",
+            Unit::Millis,
+            Unit::Millis.of(median(closes)),
+        )
+        .note(format!("median of {WARM_OPENS}")),
+    );
 
     progress(&format!(
         "{PROCESS_OPENS} × `pglite sql --data DIR \"select 1\"` in a new process"
@@ -505,55 +584,23 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
         let (elapsed, _) = time_child(&["sql", "--data", &dir_arg, "-q", "select 1"], None)?;
         samples.push(elapsed);
     }
-    metrics.push(Metric {
-        key: "warm_open_process",
-        label: "warm open + query + close, new process".into(),
-        unit: Unit::Millis,
-        value: Unit::Millis.of(median(samples)),
-        native: None,
-        note: format!("`pglite sql --data DIR`, median of {PROCESS_OPENS}"),
-    });
-
-    metrics.push(Metric {
-        key: "select1_query",
-        label: "SELECT 1 round trip, query (extended)".into(),
-        unit: Unit::Micros,
-        value: Unit::Micros.of(query[0]),
-        native: query.get(1).map(|&d| Unit::Micros.of(d)),
-        note: format!("median of {ROUND_TRIPS}"),
-    });
-    metrics.push(Metric {
-        key: "select1_exec",
-        label: "SELECT 1 round trip, exec (simple)".into(),
-        unit: Unit::Micros,
-        value: Unit::Micros.of(exec[0]),
-        native: exec.get(1).map(|&d| Unit::Micros.of(d)),
-        note: format!("median of {ROUND_TRIPS}"),
-    });
-    metrics.push(Metric {
-        key: "insert_25k",
-        label: "25,000 prepared INSERTs, one transaction".into(),
-        unit: Unit::Seconds,
-        value: Unit::Seconds.of(insert[0]),
-        native: insert.get(1).map(|&d| Unit::Seconds.of(d)),
-        note: format!(
-            "{:.1} µs/insert, median of {INSERT_RUNS}",
-            insert[0].as_secs_f64() * 1e6 / INSERTS as f64
-        ),
-    });
+    metrics.push(
+        Metric::new(
+            "warm_open_process",
+            "warm open + query + close, new process",
+            Unit::Millis,
+            Unit::Millis.of(median(samples)),
+        )
+        .note(format!(
+            "`pglite sql --data DIR`, median of {PROCESS_OPENS}"
+        )),
+    );
     for (key, field, label) in [
         ("peak_rss", "VmHWM", "peak RSS of this process"),
         ("rss", "VmRSS", "RSS now (all databases closed)"),
     ] {
-        if let Some(value) = proc_status_mb(field) {
-            metrics.push(Metric {
-                key,
-                label: label.into(),
-                unit: Unit::Megabytes,
-                value,
-                native: None,
-                note: field.into(),
-            });
+        if let Some(value) = proc_status_mb(None, field) {
+            metrics.push(Metric::new(key, label, Unit::Megabytes, value).note(field));
         }
     }
 
@@ -569,8 +616,8 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
         .unwrap_or_default();
     let native_line = match &native {
         Ok(version) => format!(
-            "native: PostgreSQL {version} over TCP on 127.0.0.1, default durability \
-             (same run, the two taking turns)"
+            "native: PostgreSQL {version} over TCP on 127.0.0.1 (tokio-postgres), default \
+             durability; all targets in this run, taking turns"
         ),
         Err(reason) => format!("native: not available ({reason})"),
     };
@@ -582,7 +629,15 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
         env!("CARGO_PKG_VERSION")
     );
     let _ = writeln!(text, "{native_line}");
-    let _ = writeln!(text, "targets: issue {issue}; ratio = pglite / native\n");
+    if let Some(report) = &suite_report {
+        let _ = writeln!(
+            text,
+            "\nspeed suite: ms per test, median of {} runs; ratio = target / native\n",
+            args.suite.runs
+        );
+        text.push_str(&speedtest::table(report));
+    }
+    let _ = writeln!(text, "\ntargets: issue {issue}; ratio = pglite / native\n");
     text.push_str(&table(&metrics, issue));
     let _ = writeln!(
         text,
@@ -597,7 +652,7 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
             "server_version": server_version,
             "machine": { "cpus": cpus, "cpu_model": cpu_model, "os": std::env::consts::OS, "arch": std::env::consts::ARCH },
             "native": match &native {
-                Ok(version) => json!({ "available": true, "version": version, "transport": "tcp" }),
+                Ok(version) => json!({ "available": true, "version": version, "transport": "tcp", "client": "tokio-postgres" }),
                 Err(reason) => json!({ "available": false, "reason": reason }),
             },
             "targets_issue": issue,
@@ -611,10 +666,16 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
                     "native": m.native,
                     "ratio": m.native.map(|n| m.value / n),
                     "note": m.note,
-                    "target": t.map(|t| json!({ "issue": t.issue, "limit": t.limit, "goal": t.goal })),
-                    "status": t.map(|t| status(t, m.value)),
+                    "target": t.map(|t| json!({
+                        "issue": t.issue,
+                        "of": match t.measure { Measure::Value => "value", Measure::Ratio => "ratio" },
+                        "limit": t.limit,
+                        "goal": t.goal,
+                    })),
+                    "status": metric_status(issue, m),
                 })
             }).collect::<Vec<_>>(),
+            "speed_suite": suite_report.as_ref().map(|r| speedtest::to_json(r, args.suite.runs)),
             "seconds": started.elapsed().as_secs_f64(),
         });
         let body = serde_json::to_string_pretty(&report).expect("JSON values serialize");
@@ -649,11 +710,17 @@ fn table(metrics: &[Metric], issue: u32) -> String {
                 m.native
                     .map_or("-".into(), |n| format!("{:.2}×", m.value / n)),
                 // Targets as the issues write them: 150, 1.5, 0.4.
-                t.map_or("-".into(), |t| match t.goal {
-                    Some(goal) => format!("≤ {} {unit} (goal {goal})", t.limit),
-                    None => format!("≤ {} {unit}", t.limit),
+                t.map_or("-".into(), |t| {
+                    let unit = match t.measure {
+                        Measure::Value => format!(" {unit}"),
+                        Measure::Ratio => "× native".into(),
+                    };
+                    match t.goal {
+                        Some(goal) => format!("≤ {}{unit} (goal {goal})", t.limit),
+                        None => format!("≤ {}{unit}", t.limit),
+                    }
                 }),
-                t.map_or("-".into(), |t| status(t, m.value).into()),
+                metric_status(issue, m).unwrap_or("-").into(),
                 m.note.clone(),
             ]
         })
@@ -683,8 +750,8 @@ fn table(metrics: &[Metric], issue: u32) -> String {
 }
 
 /// Start a native PostgreSQL (`pglite-testkit`: default durability, trust on
-/// loopback) and connect to it; `Err` says why it is not available.
-fn start_native(bin: Option<&Path>) -> Result<(NativePostgres, Client<TcpTransport>), String> {
+/// loopback); `Err` says why it is not available.
+fn start_native(bin: Option<&Path>) -> Result<NativePostgres, String> {
     let mut builder = NativePostgres::builder().prefix("pglite-bench-native-");
     if let Some(dir) = bin {
         builder = builder.bin_dir(dir);
@@ -697,11 +764,7 @@ fn start_native(bin: Option<&Path>) -> Result<(NativePostgres, Client<TcpTranspo
         server.bin_dir().display(),
         server.port()
     ));
-    let transport = TcpTransport::connect(("127.0.0.1", server.port()))
-        .map_err(|e| format!("connecting: {e}"))?;
-    let client = Client::connect(transport, &StartupConfig::new("postgres", "postgres"))
-        .map_err(|e| format!("connecting: {e}"))?;
-    Ok((server, client))
+    Ok(server)
 }
 
 #[cfg(test)]
@@ -716,10 +779,17 @@ mod tests {
             median(vec![ms(4), ms(1), ms(2), ms(3)]),
             Duration::from_micros(2500)
         );
-        let t = target(2, "select1_query").expect("target");
+        let t = target(2, "select1_prepared").expect("target");
         assert_eq!(status(t, 12.0), "PASS (goal)");
         assert_eq!(status(t, 30.0), "PASS");
         assert_eq!(status(t, 41.0), "MISS");
-        assert!(proc_status_mb("VmRSS").is_some_and(|mb| mb > 0.0));
+        assert!(proc_status_mb(None, "VmRSS").is_some_and(|mb| mb > 0.0));
+        // Ratio targets judge the figure against native, and need a native figure.
+        let m = Metric::new("suite_serve", "suite", Unit::Millis, 130.0).native(Some(100.0));
+        assert_eq!(metric_status(5, &m), Some("PASS"));
+        let m = Metric::new("suite_serve", "suite", Unit::Millis, 150.0).native(Some(100.0));
+        assert_eq!(metric_status(5, &m), Some("MISS"));
+        let m = Metric::new("suite_serve", "suite", Unit::Millis, 150.0);
+        assert_eq!(metric_status(5, &m), Some("n/a"));
     }
 }

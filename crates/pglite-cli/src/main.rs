@@ -4,6 +4,7 @@ mod bench;
 mod format;
 mod report;
 mod serve;
+mod sides;
 mod speedtest;
 
 use std::io::{IsTerminal, Read, Write};
@@ -47,10 +48,12 @@ enum Command {
     /// cleanly.
     Serve(serve::ServeArgs),
     /// Run the PGlite speed suite (tests 1-16, 2.1, 3.1) in-process, through `pglite
-    /// serve` over TCP and on a native PostgreSQL, and compare.
+    /// serve` over TCP and on a native PostgreSQL (both with tokio-postgres), and
+    /// compare. `pglite bench` runs the same suite beside its other figures.
     Speedtest(speedtest::SpeedtestArgs),
-    /// Measure start-up, round trips, inserts and memory, beside the project's targets
-    /// and a native PostgreSQL when one is installed.
+    /// Measure the speed suite, start-up, round trips, inserts and memory, in-process
+    /// and through `pglite serve`, beside the project's targets and a native
+    /// PostgreSQL when one is installed.
     Bench(bench::BenchArgs),
 }
 

@@ -20,7 +20,7 @@ fn speedtest_runs_each_file_in_process_and_through_the_server() {
     }
     let json = suite.path().join("out.json");
     let out = Command::new(env!("CARGO_BIN_EXE_pglite"))
-        .args(["speedtest", "--no-native", "--suite"])
+        .args(["speedtest", "--no-native", "--runs", "1", "--suite"])
         .arg(suite.path())
         .arg("--json")
         .arg(&json)
@@ -36,7 +36,16 @@ fn speedtest_runs_each_file_in_process_and_through_the_server() {
         let ms = report["targets"][target]["ms"].as_object().expect(target);
         assert_eq!(ms.len(), names.len(), "{target}");
         assert!(report["targets"][target]["geomean_ms"].as_f64().unwrap() > 0.0);
+        assert_eq!(
+            report["targets"][target]["runs_ms"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
     }
+    // The server child's memory was read from /proc.
+    assert!(report["rss_mb"]["serve_after_suite"].as_f64().unwrap() > 0.0);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.lines().any(|l| l.starts_with("geo")), "{stdout}");
 }

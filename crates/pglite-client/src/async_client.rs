@@ -110,6 +110,10 @@ impl AsyncClient {
     /// client's drop).
     pub(crate) async fn enter(&mut self) -> Result<(), Error> {
         if self.in_flight {
+            // An abandoned call left the exchange half done: give the connection up
+            // at once, so the server does not keep its session (and a transaction's
+            // locks) while this call reports the loss or opens a new connection.
+            self.core.io.shut_down().await;
             self.core.broken = true;
         }
         if self.core.broken {

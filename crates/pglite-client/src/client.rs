@@ -1,6 +1,8 @@
 //! The blocking client: the protocol core driven over a blocking [`Transport`].
 
 use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use postgres_types::{ToSql, Type};
 
@@ -198,6 +200,66 @@ impl<T: Transport> Client<T> {
     /// Ends the session with `Terminate`.
     pub fn close(mut self) -> Result<(), Error> {
         run_blocking(self.core.close())
+    }
+
+    /// Waits up to `timeout` for a notification (`LISTEN` first): returns one already
+    /// received, or the next the server sends, or `None` when the time is up.
+    ///
+    /// Waiting uses [`Transport::receive_timeout`]: socket transports wait with a read
+    /// timeout; the in-process engine has no other session that could notify, so it
+    /// returns `None` at once when nothing is queued. A backend that ends the session
+    /// while waiting (e.g. terminated by an administrator) is returned as its `FATAL`
+    /// error and closes the client.
+    pub fn wait_for_notification(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Option<Notification>, Error> {
+        if let Some(n) = self.core.session.notifications.pop_front() {
+            return Ok(Some(n));
+        }
+        self.core.check_open()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(n) = self.core.idle_poll()? {
+                return Ok(Some(n));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            match self
+                .core
+                .io
+                .0
+                .receive_timeout(&mut self.core.session.input, left)
+            {
+                Ok(true) => {}
+                Ok(false) => return Ok(None),
+                Err(e) => {
+                    self.core.broken = true;
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Replaces the transport with `wrap(transport)`, keeping the session: its
+    /// statements and cache, settings, queued notifications and (for a client made
+    /// from a `Config`) the ability to reconnect, whose new transports are wrapped too.
+    /// For example, to give clients of different transports one type (an enum of
+    /// transports).
+    pub fn map_transport<U: Transport + Send + 'static>(
+        self,
+        wrap: impl Fn(T) -> U + Send + Sync + 'static,
+    ) -> Client<U>
+    where
+        T: Send + 'static,
+    {
+        let wrap: Arc<dyn Fn(Blocking<T>) -> Blocking<U> + Send + Sync> =
+            Arc::new(move |Blocking(t)| Blocking(wrap(t)));
+        Client {
+            core: self.core.map_io(wrap),
+        }
     }
 
     /// The transport.

@@ -15,7 +15,6 @@ use crate::connstr::{Config, Endpoint, Host, SslMode};
 use crate::core::Core;
 use crate::error::{Error, ErrorKind};
 use crate::io::{Blocking, run_blocking};
-use crate::notify::Notification;
 use crate::reconnect::{OpenFuture, Reopen};
 #[cfg(pglite_tls)]
 pub(crate) use crate::tls::TlsConnector;
@@ -102,6 +101,17 @@ impl Transport for SocketTransport {
             #[cfg(unix)]
             SocketTransport::Unix(t) => t.receive(buf),
         }
+    }
+    /// Waits with a socket read timeout (removed again afterwards).
+    fn receive_timeout(&mut self, buf: &mut BytesMut, timeout: Duration) -> Result<bool, Error> {
+        self.set_timeout(Some(timeout))?;
+        let received = match self.receive(buf) {
+            Ok(()) => Ok(true),
+            Err(e) if is_timeout(&e) => Ok(false),
+            Err(e) => return Err(e),
+        };
+        self.set_timeout(None)?;
+        received
     }
     fn flush(&mut self) -> Result<(), Error> {
         match self {
@@ -424,49 +434,4 @@ fn is_timeout(e: &Error) -> bool {
                 std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
             )
         })
-}
-
-impl Client<SocketTransport> {
-    /// Waits up to `timeout` for a notification (`LISTEN` first): returns one already
-    /// received, or the next the server sends, or `None` when the time is up (using a
-    /// socket read timeout, removed again afterwards).
-    pub fn wait_for_notification(
-        &mut self,
-        timeout: Duration,
-    ) -> Result<Option<Notification>, Error> {
-        if let Some(n) = self.core.session.notifications.pop_front() {
-            return Ok(Some(n));
-        }
-        self.core.check_open()?;
-        let deadline = Instant::now() + timeout;
-        let result = loop {
-            match self.core.idle_poll() {
-                Ok(Some(n)) => break Ok(Some(n)),
-                Ok(None) => {}
-                Err(e) => break Err(e),
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break Ok(None);
-            }
-            if let Err(e) = self.core.io.0.set_timeout(Some(left)) {
-                break Err(e.into());
-            }
-            match self.core.io.0.receive(&mut self.core.session.input) {
-                Ok(()) => {}
-                Err(e) if is_timeout(&e) => break Ok(None),
-                Err(e) => {
-                    self.core.broken = true;
-                    break Err(e);
-                }
-            }
-        };
-        if !self.core.broken
-            && let Err(e) = self.core.io.0.set_timeout(None)
-        {
-            self.core.broken = true;
-            return Err(e.into());
-        }
-        result
-    }
 }

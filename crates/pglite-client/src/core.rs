@@ -64,7 +64,7 @@ pub(crate) struct Core<I> {
     pub(crate) reconnect: Reconnect<I>,
     /// Portals (cursors) to close with the next request.
     pub(crate) portals_to_close: Vec<String>,
-    next_portal: u64,
+    pub(crate) next_portal: u64,
     /// A stream, cursor or COPY writer has a reply in progress. Set while it lives; a
     /// request started while it is set (the stream was leaked) finds the connection
     /// unusable.

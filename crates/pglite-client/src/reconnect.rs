@@ -214,6 +214,74 @@ fn reconnect_failed(e: Error) -> Error {
     Error::with_source(e.kind(), "reconnecting failed", e)
 }
 
+/// Reopens with another opener and wraps the new session's I/O (see
+/// [`Core::map_io`]).
+struct MappedOpener<I, J> {
+    inner: Arc<dyn Reopen<I>>,
+    wrap: Arc<dyn Fn(I) -> J + Send + Sync>,
+}
+
+impl<I: Send + 'static, J: Send + 'static> Reopen<J> for MappedOpener<I, J> {
+    fn reopen(&self) -> OpenFuture<'_, J> {
+        let wrap = self.wrap.clone();
+        let fresh = self.inner.reopen();
+        Box::pin(async move { fresh.await.map(|core| core.map_io(wrap)) })
+    }
+
+    fn is_blocking(&self) -> bool {
+        self.inner.is_blocking()
+    }
+
+    fn connect_timeout(&self) -> Option<std::time::Duration> {
+        self.inner.connect_timeout()
+    }
+}
+
+impl<I: Send + 'static> Core<I> {
+    /// The same session over `wrap(io)`; a reconnect wraps the new I/O the same way.
+    pub(crate) fn map_io<J: Send + 'static>(
+        self,
+        wrap: Arc<dyn Fn(I) -> J + Send + Sync>,
+    ) -> Core<J> {
+        let Core {
+            io,
+            session,
+            cache,
+            close_queue,
+            next_statement,
+            broken,
+            types,
+            reconnect,
+            portals_to_close,
+            next_portal,
+            stream_open,
+        } = self;
+        let opener = reconnect.opener.map(|inner| {
+            Arc::new(MappedOpener {
+                inner,
+                wrap: wrap.clone(),
+            }) as Arc<dyn Reopen<J>>
+        });
+        Core {
+            io: wrap(io),
+            session,
+            cache,
+            close_queue,
+            next_statement,
+            broken,
+            types,
+            reconnect: Reconnect {
+                opener,
+                params: reconnect.params,
+                generation: reconnect.generation,
+            },
+            portals_to_close,
+            next_portal,
+            stream_open,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

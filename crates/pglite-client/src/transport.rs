@@ -3,6 +3,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
 
 use bytes::BytesMut;
 
@@ -28,6 +29,19 @@ pub trait Transport {
     fn flush(&mut self) -> Result<(), Error> {
         Ok(())
     }
+
+    /// Wait up to `timeout` for backend output that comes without a request (a
+    /// notification from another session): append what arrived and return `true`, or
+    /// return `false` when the time is up. Used by
+    /// [`Client::wait_for_notification`](crate::Client::wait_for_notification).
+    ///
+    /// The default returns `false` at once: right for a backend that only ever speaks
+    /// when spoken to, such as the single-session in-process engine, where no other
+    /// session can notify.
+    fn receive_timeout(&mut self, buf: &mut BytesMut, timeout: Duration) -> Result<bool, Error> {
+        let _ = (buf, timeout);
+        Ok(false)
+    }
 }
 
 impl<T: Transport + ?Sized> Transport for &mut T {
@@ -40,6 +54,9 @@ impl<T: Transport + ?Sized> Transport for &mut T {
     fn flush(&mut self) -> Result<(), Error> {
         (**self).flush()
     }
+    fn receive_timeout(&mut self, buf: &mut BytesMut, timeout: Duration) -> Result<bool, Error> {
+        (**self).receive_timeout(buf, timeout)
+    }
 }
 
 impl<T: Transport + ?Sized> Transport for Box<T> {
@@ -51,6 +68,9 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
     }
     fn flush(&mut self) -> Result<(), Error> {
         (**self).flush()
+    }
+    fn receive_timeout(&mut self, buf: &mut BytesMut, timeout: Duration) -> Result<bool, Error> {
+        (**self).receive_timeout(buf, timeout)
     }
 }
 

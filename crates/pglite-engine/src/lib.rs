@@ -11,6 +11,7 @@ mod datadir;
 mod error;
 mod guest;
 pub mod module;
+mod pool;
 mod template;
 mod wasm;
 pub mod wire;
@@ -19,6 +20,7 @@ pub use compile::{CompiledRuntime, MAX_WASM_STACK};
 pub use datadir::{DataDirLock, scratch_dir};
 pub use error::EngineError;
 pub use guest::GUEST_PGDATA;
+pub use pool::TemporaryDatabase;
 pub use template::Template;
 pub use wasm::{SESSION_DEFAULTS_SQL, SUPERUSER, WasmEngine, WasmEngineOptions};
 

@@ -52,10 +52,16 @@ impl Template {
             .tempdir_in(base)
             .map_err(|e| EngineError::io(base, e))?;
         let cluster = staging.path().join("cluster");
+        let started = std::time::Instant::now();
+        eprintln!("pglite: creating the template cluster (initdb, first run only)...");
         let engine = WasmEngine::open_with(compiled, &cluster, &WasmEngineOptions::default())?;
         engine.shutdown()?;
         std::fs::write(cluster.join(COMPLETE_MARKER), b"")
             .map_err(|e| EngineError::io(&cluster, e))?;
+        eprintln!(
+            "pglite: template cluster ready in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
         match std::fs::rename(&cluster, &dir) {
             Ok(()) => {}
             // Another process finished first: use theirs.

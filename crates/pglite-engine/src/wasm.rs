@@ -17,7 +17,8 @@ const OUTPUT_FILE: &str = ".s.PGSQL.5432.out";
 /// The only role the runtime's cluster has.
 pub const SUPERUSER: &str = "postgres";
 
-/// Session settings that restore PostgreSQL's normal behaviour.
+/// Session settings that restore PostgreSQL's normal behaviour, and memory settings
+/// suited to a guest whose memory never shrinks.
 ///
 /// The runtime starts its backend with initdb's single-user command line, which
 /// leaves `search_path = pg_catalog`, `enable_seqscan = off`,
@@ -26,10 +27,19 @@ pub const SUPERUSER: &str = "postgres";
 /// database settings (`ALTER ROLE ... SET`). So every session is given the normal
 /// values with `SET` right after the handshake. `RESET ALL` or `DISCARD ALL` bring the
 /// runtime's values back; run [`SESSION_DEFAULTS_SQL`] again after them.
+///
+/// WebAssembly linear memory only grows: one `CREATE INDEX` with PostgreSQL's default
+/// `maintenance_work_mem` (64 MB) would keep that much resident for the engine's life.
+/// So `maintenance_work_mem` is 16 MB (sorts beyond it spill to temporary files, as
+/// PostgreSQL does), parallel workers are off (a single-user backend has no workers to
+/// start) and `jit` is off (the runtime has no JIT provider). All of them can be
+/// changed per session with `SET` (or `PgliteBuilder::setting`).
 pub const SESSION_DEFAULTS_SQL: &str = "SET search_path TO \"$user\", public; \
      SET enable_seqscan TO on; SET allow_system_table_mods TO off; \
      SET exit_on_error TO off; SET log_min_messages TO warning; \
-     SET client_min_messages TO notice";
+     SET client_min_messages TO notice; \
+     SET maintenance_work_mem TO '16MB'; SET max_parallel_workers_per_gather TO 0; \
+     SET max_parallel_maintenance_workers TO 0; SET jit TO off";
 
 /// Options for starting a [`WasmEngine`].
 #[derive(Debug, Clone)]
@@ -255,13 +265,14 @@ impl WasmEngine {
             });
         }
         self.startup_reply = reply;
-        self.housekeeping(SESSION_DEFAULTS_SQL)?;
         // The runtime falls back to GMT; with the host's zone files mounted (see
         // `guest::host_zoneinfo`) the configured UTC can be used, as PostgreSQL would.
+        // One exchange for both: each costs a round trip into the guest.
         if crate::guest::host_zoneinfo().is_some() {
-            self.housekeeping("SET TimeZone TO 'UTC'")?;
+            self.housekeeping(&format!("{SESSION_DEFAULTS_SQL}; SET TimeZone TO 'UTC'"))
+        } else {
+            self.housekeeping(SESSION_DEFAULTS_SQL)
         }
-        Ok(())
     }
 
     /// Run SQL the engine needs for itself; any ErrorResponse fails.
@@ -301,6 +312,13 @@ impl WasmEngine {
     /// Shut PostgreSQL down cleanly (checkpoint) and release the data directory.
     pub fn shutdown(mut self) -> Result<(), EngineError> {
         self.shutdown_in_place()
+    }
+
+    /// Stop using the engine without shutting PostgreSQL down: no checkpoint, the lock
+    /// released, the instance dropped. Only for a directory that is deleted next (a
+    /// temporary database); anything else would be reopened with crash recovery.
+    pub fn discard(mut self) {
+        self.closed = true;
     }
 
     fn shutdown_in_place(&mut self) -> Result<(), EngineError> {

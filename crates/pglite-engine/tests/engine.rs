@@ -48,6 +48,16 @@ fn fresh_and_reopened_clusters_have_normal_session_defaults() {
             show(&mut engine, "show exit_on_error"),
             [[Some("off".into())]]
         );
+        // Memory settings for a guest whose memory never shrinks.
+        assert_eq!(
+            show(&mut engine, "show maintenance_work_mem"),
+            [[Some("16MB".into())]]
+        );
+        assert_eq!(
+            show(&mut engine, "show max_parallel_workers_per_gather"),
+            [[Some("0".into())]]
+        );
+        assert_eq!(show(&mut engine, "show jit"), [[Some("off".into())]]);
         show(&mut engine, "create table t (a int)");
         assert_eq!(
             show(
@@ -159,4 +169,23 @@ fn time_zones_work() {
         ),
         [[Some("2026-07-01 14:00:00+02".into())]]
     );
+}
+
+#[test]
+fn discard_releases_the_directory_and_keeps_committed_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = WasmEngineOptions::default();
+    let mut engine = WasmEngine::open(dir.path(), &options).unwrap();
+    show(
+        &mut engine,
+        "create table kept (a int); insert into kept values (1)",
+    );
+    // No shutdown checkpoint: the next open recovers from the WAL.
+    engine.discard();
+    let mut engine = WasmEngine::open(dir.path(), &options).unwrap();
+    assert_eq!(
+        show(&mut engine, "select count(*) from kept"),
+        [[Some("1".into())]]
+    );
+    engine.shutdown().unwrap();
 }

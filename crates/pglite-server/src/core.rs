@@ -1,16 +1,16 @@
-//! The shared side of the server: the engine thread, the FIFO lock around the one
-//! backend session, and the bookkeeping every connection sees (clients, LISTEN
+//! The shared side of the server: the engine, the FIFO lock around the one backend
+//! session, and the bookkeeping every connection sees (clients, LISTEN
 //! channels, statements waiting to be closed, session settings).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use pglite_engine::{Engine, WasmEngine, WasmEngineOptions};
-use tokio::sync::{Notify, Semaphore, oneshot, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 
 use crate::protocol;
 use crate::scram::Verifier;
@@ -25,141 +25,70 @@ const SNAPSHOT_SQL: &str = "SELECT lower(name), setting FROM pg_catalog.pg_setti
      WHERE context IN ('user', 'superuser') AND setting IS DISTINCT FROM reset_val \
      AND name NOT LIKE 'transaction\\_%'";
 
-/// Work for the engine thread.
-pub(crate) enum Job {
-    Exchange(Vec<u8>, oneshot::Sender<Result<Vec<u8>, String>>),
-    Shutdown(oneshot::Sender<Result<(), String>>),
-}
-
-/// What the engine thread reports once the engine is open.
+/// What opening the engine reports.
 pub(crate) struct Opened {
     pub startup_reply: Vec<u8>,
     pub data_dir: PathBuf,
     pub baseline: Settings,
 }
 
-/// The thread that owns the (blocking, `!Sync`) engine.
-pub(crate) struct EngineThread {
-    pub tx: mpsc::Sender<Job>,
-    join: Option<std::thread::JoinHandle<()>>,
+/// Stack of the threads that run the engine: the one that opens it (initdb and
+/// recovery run there) and the server's own runtime workers. Guest code itself is held
+/// to `pglite_engine::MAX_WASM_STACK` (1 MiB), so a runtime with tokio's default 2 MiB
+/// worker stacks works too; this leaves room for the host's frames.
+pub(crate) const ENGINE_STACK: usize = 16 << 20;
+
+/// Open the engine on `dir` (on a thread of its own with a large stack) and read the
+/// session's baseline settings. The engine is then driven by whoever holds the
+/// [`EngineState`] lock, on that task's own thread (see [`EngineState::exchange`]).
+pub(crate) fn open_engine(dir: &Path, database: &str) -> Result<(WasmEngine, Opened), String> {
+    let dir = dir.to_path_buf();
+    let options = WasmEngineOptions::default().database(database);
+    let thread = std::thread::Builder::new()
+        .name("pglite-engine-open".into())
+        .stack_size(ENGINE_STACK)
+        .spawn(move || -> Result<(WasmEngine, Opened), String> {
+            let mut engine = WasmEngine::open(&dir, &options).map_err(|e| e.to_string())?;
+            let mut reply = Vec::new();
+            engine
+                .exchange(&protocol::query(SNAPSHOT_SQL), &mut reply)
+                .map_err(|e| e.to_string())?;
+            let opened = Opened {
+                startup_reply: engine.startup_reply().to_vec(),
+                data_dir: engine.data_dir().to_path_buf(),
+                baseline: parse_snapshot(&reply),
+            };
+            Ok((engine, opened))
+        })
+        .map_err(|e| format!("starting the engine thread: {e}"))?;
+    thread
+        .join()
+        .unwrap_or_else(|_| Err("opening the database panicked".into()))
 }
 
-impl EngineThread {
-    /// Open the engine on `dir` on a new thread.
-    pub fn start(dir: &Path, database: &str) -> Result<(EngineThread, Opened), String> {
-        let (tx, rx) = mpsc::channel::<Job>();
-        let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<Opened, String>>(1);
-        let dir = dir.to_path_buf();
-        let options = WasmEngineOptions::default().database(database);
-        let join = std::thread::Builder::new()
-            .name("pglite-engine".into())
-            .stack_size(16 << 20)
-            .spawn(move || engine_thread(dir, options, rx, ready_tx))
-            .map_err(|e| format!("starting the engine thread: {e}"))?;
-        match ready_rx.recv() {
-            Ok(Ok(opened)) => Ok((
-                EngineThread {
-                    tx,
-                    join: Some(join),
-                },
-                opened,
-            )),
-            Ok(Err(e)) => {
-                let _ = join.join();
-                Err(e)
-            }
-            Err(_) => {
-                let _ = join.join();
-                Err("the engine thread stopped while opening the database".into())
-            }
-        }
-    }
-
-    /// Shut the engine down cleanly (checkpoint, lock released) and join the thread.
-    pub fn shutdown(mut self) -> Result<(), String> {
-        let (tx, rx) = oneshot::channel();
-        let result = match self.tx.send(Job::Shutdown(tx)) {
-            Ok(()) => rx
-                .blocking_recv()
-                .unwrap_or_else(|_| Err("the engine thread stopped".into())),
-            Err(_) => Err("the engine thread stopped".into()),
-        };
-        if let Some(join) = self.join.take() {
-            let _ = join.join();
-        }
-        result
-    }
-}
-
-impl Drop for EngineThread {
-    fn drop(&mut self) {
-        if let Some(join) = self.join.take() {
-            let (tx, _rx) = oneshot::channel();
-            let _ = self.tx.send(Job::Shutdown(tx));
-            let _ = join.join();
-        }
-    }
-}
-
-fn engine_thread(
-    dir: PathBuf,
-    options: WasmEngineOptions,
-    rx: mpsc::Receiver<Job>,
-    ready: mpsc::SyncSender<Result<Opened, String>>,
-) {
-    let mut engine = match WasmEngine::open(&dir, &options) {
-        Ok(engine) => engine,
-        Err(e) => {
-            let _ = ready.send(Err(e.to_string()));
-            return;
-        }
-    };
-    let mut reply = Vec::new();
-    if let Err(e) = engine.exchange(&protocol::query(SNAPSHOT_SQL), &mut reply) {
-        let _ = ready.send(Err(e.to_string()));
-        return;
-    }
-    let opened = Opened {
-        startup_reply: engine.startup_reply().to_vec(),
-        data_dir: engine.data_dir().to_path_buf(),
-        baseline: parse_snapshot(&reply),
-    };
-    if ready.send(Ok(opened)).is_err() {
-        return;
-    }
-    let mut engine = Some(engine);
-    while let Ok(job) = rx.recv() {
-        match job {
-            Job::Exchange(input, reply) => {
-                let result = match engine.as_mut() {
-                    Some(e) => {
-                        let mut out = Vec::new();
-                        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            e.exchange(&input, &mut out)
-                        }));
-                        match run {
-                            Ok(Ok(())) => Ok(out),
-                            Ok(Err(err)) => Err(err.to_string()),
-                            Err(_) => {
-                                // The instance is in an unknown state: stop using it.
-                                engine = None;
-                                Err("the engine panicked".into())
-                            }
-                        }
-                    }
-                    None => Err("the engine is no longer available".into()),
-                };
-                let _ = reply.send(result);
-            }
-            Job::Shutdown(reply) => {
-                let result = match engine.take() {
-                    Some(e) => e.shutdown().map_err(|e| e.to_string()),
-                    None => Ok(()),
-                };
-                let _ = reply.send(result);
-                return;
-            }
-        }
+/// Run engine work from async code without handing it to another thread.
+///
+/// The engine runs on the thread of the task that read the request and will write the
+/// reply: before, every exchange went to a dedicated engine thread and back, two
+/// wake-ups per request (see docs/PERFORMANCE.md). It cannot run as plain async code:
+/// Wasmtime's synchronous WASI calls `Handle::block_on` for every file operation, which
+/// panics on a runtime worker. `block_in_place` leaves the runtime's context for the
+/// call (and moves this worker's other tasks to another thread, so connections keep
+/// being served during a long statement). A current-thread runtime cannot do that, so
+/// there the work runs on a scoped thread.
+fn blocking<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        Err(_) => f(),
+        Ok(_) => std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .stack_size(ENGINE_STACK)
+                .spawn_scoped(scope, f)
+                .expect("spawning an engine thread")
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        }),
     }
 }
 
@@ -176,7 +105,8 @@ fn parse_snapshot(reply: &[u8]) -> Settings {
 
 /// The one backend session, behind the FIFO lock. Whoever holds the lock owns it.
 pub(crate) struct EngineState {
-    tx: mpsc::Sender<Job>,
+    /// The engine; `None` after it panicked or was shut down.
+    engine: Option<WasmEngine>,
     /// The last message the engine processed completed a Query or Sync and nothing
     /// is pending (no half-sent extended-protocol batch).
     pub clean: bool,
@@ -189,16 +119,33 @@ pub(crate) struct EngineState {
 impl EngineState {
     /// Send whole frontend messages to the engine and return its reply.
     ///
-    /// `clean` is cleared first, so a caller that is cancelled mid-exchange leaves the
+    /// `clean` is cleared first, so a caller that fails mid-exchange leaves the
     /// session marked for recovery.
     pub async fn exchange(&mut self, input: Vec<u8>) -> Result<Vec<u8>, String> {
         self.clean = false;
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(Job::Exchange(input, tx))
-            .map_err(|_| "the engine thread stopped".to_string())?;
-        rx.await
-            .map_err(|_| "the engine thread stopped".to_string())?
+        let Some(engine) = self.engine.as_mut() else {
+            return Err("the engine is no longer available".into());
+        };
+        let mut out = Vec::new();
+        let run = blocking(|| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                engine.exchange(&input, &mut out)
+            }))
+        });
+        match run {
+            Ok(Ok(())) => Ok(out),
+            Ok(Err(err)) => Err(err.to_string()),
+            Err(_) => {
+                // The instance is in an unknown state: stop using it.
+                self.engine = None;
+                Err("the engine panicked".into())
+            }
+        }
+    }
+
+    /// Take the engine out (for the final shutdown).
+    pub fn take_engine(&mut self) -> Option<WasmEngine> {
+        self.engine.take()
     }
 }
 
@@ -250,7 +197,7 @@ pub(crate) struct Core {
 impl Core {
     pub fn new(
         config: Config,
-        tx: mpsc::Sender<Job>,
+        engine: WasmEngine,
         opened: &Opened,
         verifier: Option<Verifier>,
         shutdown: watch::Receiver<bool>,
@@ -272,7 +219,7 @@ impl Core {
         Core {
             config,
             engine: Arc::new(tokio::sync::Mutex::new(EngineState {
-                tx,
+                engine: Some(engine),
                 clean: true,
                 status: b'I',
                 settings: opened.baseline.clone(),

@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::core::{Config, Core, EngineThread};
+use crate::core::{Config, Core};
 
 /// Errors starting or running a [`Server`].
 #[derive(Debug, thiserror::Error)]
@@ -267,7 +267,7 @@ impl ServerBuilder {
             ));
         }
         let (engine, opened) =
-            EngineThread::start(&dir, &self.database).map_err(ServerError::Engine)?;
+            crate::core::open_engine(&dir, &self.database).map_err(ServerError::Engine)?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let config = Config {
             database: self.database.clone(),
@@ -279,7 +279,7 @@ impl ServerBuilder {
         let verifier = self.password.as_deref().map(scram::Verifier::new);
         let core = Core::new(
             config,
-            engine.tx.clone(),
+            engine,
             &opened,
             verifier,
             shutdown_rx,
@@ -287,7 +287,6 @@ impl ServerBuilder {
         );
         Ok(Server {
             core: Arc::new(core),
-            engine: Some(engine),
             tcp,
             #[cfg(unix)]
             unix,
@@ -307,7 +306,6 @@ impl ServerBuilder {
 /// stops on SIGINT/SIGTERM) or [`Server::spawn`] (background thread).
 pub struct Server {
     core: Arc<Core>,
-    engine: Option<EngineThread>,
     tcp: Option<std::net::TcpListener>,
     #[cfg(unix)]
     unix: Option<(std::os::unix::net::UnixListener, PathBuf)>,
@@ -457,9 +455,9 @@ impl Server {
             core.connections.clone().acquire_many_owned(all),
         )
         .await;
-        let engine = self.engine.take();
+        let engine = core.engine.lock().await.take_engine();
         let result = tokio::task::spawn_blocking(move || match engine {
-            Some(e) => e.shutdown(),
+            Some(e) => e.shutdown().map_err(|e| e.to_string()),
             None => Ok(()),
         })
         .await
@@ -471,6 +469,7 @@ impl Server {
     /// SIGINT or SIGTERM. Blocking.
     pub fn run(self) -> Result<(), ServerError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
+            .thread_stack_size(crate::core::ENGINE_STACK)
             .enable_all()
             .build()
             .map_err(io_error("starting the tokio runtime"))?;
@@ -495,6 +494,7 @@ impl Server {
         let data_dir = self.data_dir.clone();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
+            .thread_stack_size(crate::core::ENGINE_STACK)
             .enable_all()
             .thread_name("pglite-server")
             .build()

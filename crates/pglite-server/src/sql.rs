@@ -60,9 +60,59 @@ pub(crate) fn statements(sql: &str) -> Vec<&str> {
 }
 
 fn push_nonempty<'a>(out: &mut Vec<&'a str>, stmt: &'a str) {
-    if !tokens(stmt).is_empty() {
+    if content_start(stmt).is_some() {
         out.push(stmt);
     }
+}
+
+/// Index of the first byte of `stmt` outside whitespace and comments (where its first
+/// token starts), if there is one.
+fn content_start(stmt: &str) -> Option<usize> {
+    let b = stmt.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let comment = matches!(
+            (b[i], b.get(i + 1)),
+            (b'-', Some(b'-')) | (b'/', Some(b'*'))
+        );
+        if b[i].is_ascii_whitespace() {
+            i += 1;
+        } else if comment {
+            i = skip_lexeme(b, i);
+        } else {
+            return Some(i);
+        }
+    }
+    None
+}
+
+/// True when the statement's first token is one of `words` (lowercase ASCII), without
+/// tokenizing it: the cheap test in front of [`tokens`] on every statement of a query.
+/// Whenever `tokens(stmt)` starts with `Word(w)` for `w` in `words`, this is true.
+fn starts_with_word(stmt: &str, words: &[&str]) -> bool {
+    let Some(start) = content_start(stmt) else {
+        return false;
+    };
+    let b = stmt.as_bytes();
+    let mut end = start;
+    while end < b.len() && (is_word_byte(b[end]) || (end > start && b[end] == b'$')) {
+        end += 1;
+    }
+    let first = &stmt[start..end];
+    words.iter().any(|w| first.eq_ignore_ascii_case(w))
+}
+
+/// Case-insensitive (ASCII) substring test, without copying `haystack`.
+fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
+    let (h, n) = (haystack.as_bytes(), needle.as_bytes());
+    let Some(&first) = n.first() else {
+        return true;
+    };
+    h.iter().enumerate().any(|(i, &c)| {
+        c.eq_ignore_ascii_case(&first)
+            && h.get(i..i + n.len())
+                .is_some_and(|w| w.eq_ignore_ascii_case(n))
+    })
 }
 
 /// Skip one lexeme starting at `i` (a string, identifier, comment, dollar quote or a
@@ -210,6 +260,9 @@ fn word(t: Option<&Token>) -> Option<&str> {
 
 /// Recognise `COPY ... FROM STDIN`.
 pub(crate) fn copy_in(stmt: &str) -> Option<CopyIn> {
+    if !starts_with_word(stmt, &["copy"]) {
+        return None;
+    }
     let toks = tokens(stmt);
     if word(toks.first()) != Some("copy") {
         return None;
@@ -254,6 +307,9 @@ pub(crate) fn copy_in(stmt: &str) -> Option<CopyIn> {
 
 /// Recognise `LISTEN ch`, `UNLISTEN ch` and `UNLISTEN *`.
 pub(crate) fn listen_op(stmt: &str) -> Option<ListenOp> {
+    if !starts_with_word(stmt, &["listen", "unlisten"]) {
+        return None;
+    }
     let toks = tokens(stmt);
     let channel = |t: Option<&Token>| match t {
         Some(Token::Word(w)) => Some(w.clone()),
@@ -287,7 +343,7 @@ pub(crate) fn is_exactly(sql: &str, words: &[&str]) -> bool {
 /// True when the text may change session settings in a way no command tag shows
 /// (`set_config(...)` calls).
 pub(crate) fn mentions_set_config(sql: &str) -> bool {
-    sql.to_ascii_lowercase().contains("set_config")
+    contains_ignore_case(sql, "set_config")
 }
 
 /// Names of custom (dotted) settings the text sets: `set_config('a.b', ...)` and
@@ -295,7 +351,11 @@ pub(crate) fn mentions_set_config(sql: &str) -> bool {
 /// in `pg_settings`, so the server remembers their names to track them.
 pub(crate) fn custom_settings(sql: &str) -> Vec<String> {
     let mut out = Vec::new();
-    let lower = sql.to_ascii_lowercase();
+    let lower = if mentions_set_config(sql) {
+        sql.to_ascii_lowercase()
+    } else {
+        String::new()
+    };
     let mut from = 0;
     while let Some(pos) = lower[from..].find("set_config") {
         let rest = lower[from + pos + "set_config".len()..].trim_start();
@@ -309,6 +369,9 @@ pub(crate) fn custom_settings(sql: &str) -> Vec<String> {
         from += pos + 1;
     }
     for stmt in statements(sql) {
+        if !starts_with_word(stmt, &["set"]) {
+            continue;
+        }
         let toks = tokens(stmt);
         if word(toks.first()) != Some("set") {
             continue;
@@ -355,6 +418,50 @@ mod tests {
         assert_eq!(statements(sql).len(), 3);
         assert_eq!(statements("select E'\\';'; select 2").len(), 2);
         assert_eq!(statements("   ; -- only a comment").len(), 0);
+    }
+
+    #[test]
+    fn first_word_filter_agrees_with_tokens() {
+        for stmt in [
+            "COPY t FROM STDIN",
+            " -- c\n /* x /* y */ */ Listen a",
+            "copy'x'",
+            "e'copy'",
+            "copying t",
+            "$$copy$$",
+            "1copy",
+            "\"copy\" t",
+            "",
+            "set a.b = 1",
+        ] {
+            let first = tokens(stmt).into_iter().next();
+            for word in ["copy", "listen", "set"] {
+                // The filter may pass more than `tokens` matches, never less.
+                if first == Some(Token::Word(word.into())) {
+                    assert!(starts_with_word(stmt, &[word]), "{stmt:?} {word}");
+                }
+            }
+        }
+        assert!(starts_with_word(
+            " -- c\n /* x /* y */ */ Listen a",
+            &["listen"]
+        ));
+        for stmt in [
+            "copying t",
+            "$$copy$$",
+            "1copy",
+            "\"copy\" t",
+            "",
+            "e'copy'",
+        ] {
+            assert!(!starts_with_word(stmt, &["copy"]), "{stmt:?}");
+        }
+        assert!(contains_ignore_case(
+            "SELECT Set_Config('a', 'b', false)",
+            "set_config"
+        ));
+        assert!(!contains_ignore_case("select setconfig", "set_config"));
+        assert!(!contains_ignore_case("set_confi", "set_config"));
     }
 
     #[test]

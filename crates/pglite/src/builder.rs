@@ -1,9 +1,10 @@
 //! [`PgliteBuilder`]: where the database lives and how its session starts.
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use pglite_client::{Client, Error, ErrorKind, StartupConfig};
-use pglite_engine::{SUPERUSER, Template, WasmEngine, WasmEngineOptions};
+use pglite_engine::{SUPERUSER, TemporaryDatabase, WasmEngine, WasmEngineOptions};
 
 use crate::Pglite;
 use crate::database::quote_ident;
@@ -79,20 +80,13 @@ impl PgliteBuilder {
 
     /// Open the database.
     pub fn open(self) -> Result<Pglite, Error> {
-        let (data_dir, temporary) = match (&self.path, self.temporary) {
-            (Some(path), false) => (path.clone(), None),
+        let (data_dir, temporary, mut client) = match (&self.path, self.temporary) {
+            (Some(path), false) => (path.clone(), None, connect(path, "postgres")?),
             (None, true) => {
-                let template = Template::shared().map_err(crate::engine_error)?;
-                let dir = tempfile::Builder::new()
-                    .prefix("pglite-")
-                    .tempdir_in(pglite_engine::scratch_dir())
-                    .map_err(|e| {
-                        Error::with_source(ErrorKind::Io, "creating a temporary directory", e)
-                    })?;
-                template
-                    .clone_into(dir.path())
-                    .map_err(crate::engine_error)?;
-                (dir.path().to_path_buf(), Some(dir))
+                let db = TemporaryDatabase::take().map_err(crate::engine_error)?;
+                let dir = db.dir.path().to_path_buf();
+                let client = attach(db.engine, "postgres")?;
+                (dir, Some(db.dir), client)
             }
             _ => {
                 return Err(Error::new(
@@ -103,7 +97,6 @@ impl PgliteBuilder {
         };
         let database = self.database.clone().unwrap_or_else(|| "postgres".into());
         let user = self.username.as_deref().filter(|u| *u != SUPERUSER);
-        let mut client = connect(&data_dir, "postgres")?;
         if let Some(user) = user {
             let exists = client
                 .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&user])?
@@ -142,17 +135,25 @@ impl PgliteBuilder {
         if let Some(user) = user {
             client.batch_execute(&format!("SET SESSION AUTHORIZATION {}", quote_ident(user)))?;
         }
-        // What the session looks like now is what it keeps: see EngineTransport.
-        let kept: Vec<(String, String, String)> = client
-            .query(
-                "SELECT name, setting, current_setting(name) FROM pg_catalog.pg_settings \
-                 WHERE source = 'session' AND name <> 'session_authorization'",
-                &[],
-            )?
-            .iter()
-            .map(|row| (row.get(0), row.get(1), row.get(2)))
-            .collect();
+        // What the session looks like now is what it keeps: see EngineTransport. With
+        // no settings, user or database of the caller's, that is the engine's session
+        // defaults, the same for every database of this process: read them once.
+        static DEFAULT_SESSION: OnceLock<Vec<(String, String, String)>> = OnceLock::new();
+        let plain = self.settings.is_empty() && user.is_none() && database == "postgres";
+        let kept = match DEFAULT_SESSION.get().filter(|_| plain) {
+            Some(kept) => kept.clone(),
+            None => {
+                let kept = session_settings(&mut client)?;
+                if plain {
+                    let _ = DEFAULT_SESSION.set(kept.clone());
+                }
+                kept
+            }
+        };
         client.transport_mut().keep_session(&kept, user);
+        // The statements prepared above are ours, not the application's: closed with
+        // its first request, they leave its session and statement cache empty.
+        client.clear_statement_cache();
         let data_dir = client
             .transport()
             .engine()
@@ -162,9 +163,30 @@ impl PgliteBuilder {
     }
 }
 
+/// The session's settings that differ from the server's: `(name, setting,
+/// current_setting(name))`.
+fn session_settings(
+    client: &mut Client<EngineTransport>,
+) -> Result<Vec<(String, String, String)>, Error> {
+    Ok(client
+        .query(
+            "SELECT name, setting, current_setting(name) FROM pg_catalog.pg_settings \
+             WHERE source = 'session' AND name <> 'session_authorization'",
+            &[],
+        )?
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect())
+}
+
 fn connect(data_dir: &std::path::Path, database: &str) -> Result<Client<EngineTransport>, Error> {
     let options = WasmEngineOptions::default().database(database);
     let engine = WasmEngine::open(data_dir, &options).map_err(crate::engine_error)?;
+    attach(engine, database)
+}
+
+/// A client on an open engine whose session is attached to `database`.
+fn attach(engine: WasmEngine, database: &str) -> Result<Client<EngineTransport>, Error> {
     let config = StartupConfig::new(SUPERUSER, database);
     Client::connect(EngineTransport::new(engine), &config)
 }

@@ -58,7 +58,10 @@ impl Pglite {
     /// A fresh database in a temporary directory, deleted when the handle is dropped.
     ///
     /// It is a copy of a template cluster prepared once per machine, so it takes
-    /// milliseconds rather than an initdb.
+    /// milliseconds rather than an initdb. Dropping it skips PostgreSQL's shutdown
+    /// checkpoint: the directory is deleted anyway. With `PGLITE_PREPARE_TEMPORARY=1`,
+    /// from the second temporary database on, the next one is copied and started in the
+    /// background while the process works with the current one.
     pub fn temporary() -> Result<Pglite, Error> {
         Pglite::builder().temporary().open()
     }
@@ -73,6 +76,11 @@ impl Pglite {
         data_dir: PathBuf,
         temporary: Option<tempfile::TempDir>,
     ) -> Pglite {
+        let mut client = client;
+        if temporary.is_some() {
+            // The directory is deleted right after the engine: skip its checkpoint.
+            client.transport_mut().discard_on_drop();
+        }
         Pglite {
             client,
             data_dir,
@@ -257,6 +265,27 @@ impl Pglite {
     /// The underlying client, for everything not wrapped here.
     pub fn client(&mut self) -> &mut Client<EngineTransport> {
         &mut self.client
+    }
+
+    /// The underlying client, taking the database with it: for code written against
+    /// [`pglite_client::Client`] and generic over its transport.
+    ///
+    /// The client owns the engine (dropping it shuts PostgreSQL down) and, for a
+    /// temporary database, the directory, deleted after the engine. The session's
+    /// protection stays (its settings, user and prepared statements are restored after
+    /// `RESET`, `DISCARD ALL` or an engine restart); what [`Pglite`] adds is gone:
+    /// callbacks registered with [`Pglite::listen`] are dropped and, after an engine
+    /// restart, the session's `LISTEN`s are not renewed.
+    pub fn into_client(self) -> Client<EngineTransport> {
+        let Pglite {
+            mut client,
+            _temporary: temporary,
+            ..
+        } = self;
+        if let Some(dir) = temporary {
+            client.transport_mut().own_temporary(dir);
+        }
+        client
     }
 
     /// Shut PostgreSQL down cleanly (a checkpoint, the lock released) and report errors.

@@ -20,10 +20,12 @@
 #![deny(missing_docs)]
 
 mod builder;
+mod connection;
 mod database;
 mod transport;
 
 pub use builder::PgliteBuilder;
+pub use connection::{AnyTransport, Connection, connect};
 pub use database::Pglite;
 pub use pglite_client::{
     Column, DbError, Error, ErrorKind, ErrorPosition, FromSql, Interval, Json, Notification, Row,

@@ -77,6 +77,22 @@ impl TokioIo {
         Ok(())
     }
 
+    /// Ends the connection from this side (shuts the socket down for writing), so
+    /// that the server ends the session — rolling back an open transaction — now,
+    /// rather than when the client reconnects or is dropped. Errors are ignored: the
+    /// connection is being given up.
+    pub(crate) async fn shut_down(&mut self) {
+        self.out.clear();
+        let _ = match &mut self.stream {
+            Stream::Tcp(s) => s.shutdown().await,
+            // Under TLS too the TCP socket itself: the session is abandoned mid-exchange.
+            #[cfg(pglite_tls)]
+            Stream::Tls(s) => s.get_mut().0.shutdown().await,
+            #[cfg(unix)]
+            Stream::Unix(s) => s.shutdown().await,
+        };
+    }
+
     async fn write_direct(&mut self, bytes: &[u8]) -> Result<(), Error> {
         match &mut self.stream {
             Stream::Tcp(s) => s.write_all(bytes).await?,

@@ -20,7 +20,7 @@ use wasip2::sockets::network::{
     ErrorCode, IpAddress, IpAddressFamily, IpSocketAddress, Ipv4SocketAddress, Ipv6SocketAddress,
     Network,
 };
-use wasip2::sockets::tcp::TcpSocket;
+use wasip2::sockets::tcp::{ShutdownType, TcpSocket};
 use wasip2::sockets::tcp_create_socket::create_tcp_socket;
 use wstd::future::FutureExt;
 use wstd::io::{AsyncInputStream, AsyncOutputStream, AsyncRead, AsyncWrite};
@@ -69,6 +69,15 @@ impl WasiIo {
     /// Always false: there is no TLS on wasm32-wasip2.
     pub(crate) fn is_tls(&self) -> bool {
         false
+    }
+
+    /// Ends the connection from this side (shuts the socket down for sending), so
+    /// that the server ends the session — rolling back an open transaction — now,
+    /// rather than when the client reconnects or is dropped. Errors are ignored: the
+    /// connection is being given up.
+    pub(crate) async fn shut_down(&mut self) {
+        self.out.clear();
+        let _ = self.socket.shutdown(ShutdownType::Send);
     }
 
     async fn write_out(&mut self) -> Result<(), Error> {
