@@ -207,10 +207,7 @@ impl Conn {
     /// How long a client may take to read a reply: one that stops reading while
     /// holding the engine must not block everyone.
     fn write_limit(&self) -> Duration {
-        self.core
-            .config
-            .holder_timeout
-            .max(Duration::from_secs(30))
+        self.core.config.holder_timeout.max(Duration::from_secs(30))
     }
 
     fn startup(&mut self, admitted: bool) -> Result<(), Exit> {
@@ -315,12 +312,7 @@ impl Conn {
             self.acquire_raw()?;
             let core = self.core.clone();
             let st = self.guard.as_mut().expect("engine held");
-            if core
-                .prepare(st, &desired)
-                
-                .map_err(Exit::Engine)?
-                .is_some()
-            {
+            if core.prepare(st, &desired).map_err(Exit::Engine)?.is_some() {
                 // Keep the settings that work; warn about the others.
                 let mut accepted = core.baseline.clone();
                 for (key, value) in &requested {
@@ -625,8 +617,7 @@ impl Conn {
                 Ok(true)
             }
             Err(message) => {
-                self.answer_first_batch_with(&protocol::error("ERROR", "57014", &message, None))
-                    ?;
+                self.answer_first_batch_with(&protocol::error("ERROR", "57014", &message, None))?;
                 Ok(false)
             }
         }
@@ -1008,7 +999,6 @@ impl Conn {
             let st = self.guard.as_mut().expect("held");
             if core
                 .apply_settings(st, &desired)
-                
                 .map_err(Exit::Engine)?
                 .is_some()
             {

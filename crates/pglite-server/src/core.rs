@@ -110,9 +110,8 @@ impl EngineState {
         let Some(engine) = self.engine.as_mut() else {
             return Err("the engine is no longer available".into());
         };
-        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            engine.exchange(input, out)
-        }));
+        let run =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.exchange(input, out)));
         match run {
             Ok(Ok(())) => Ok(()),
             Ok(Err(err)) => Err(err.to_string()),

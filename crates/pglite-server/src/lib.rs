@@ -280,13 +280,7 @@ impl ServerBuilder {
             max_copy_size: self.max_copy_size,
         };
         let verifier = self.password.as_deref().map(scram::Verifier::new);
-        let core = Core::new(
-            config,
-            engine,
-            &opened,
-            verifier,
-            self.max_connections,
-        );
+        let core = Core::new(config, engine, &opened, verifier, self.max_connections);
         Ok(Server {
             core: Arc::new(core),
             tcp,
@@ -460,7 +454,7 @@ impl Server {
         .await;
         let result = tokio::task::spawn_blocking(move || shut_engine_down(&core))
             .await
-        .unwrap_or_else(|_| Err("the engine shutdown panicked".into()));
+            .unwrap_or_else(|_| Err("the engine shutdown panicked".into()));
         result.map_err(ServerError::Engine)
     }
 
