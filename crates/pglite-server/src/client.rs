@@ -605,13 +605,15 @@ impl Conn {
     fn acquire(&mut self) -> Result<bool, Exit> {
         match self.acquire_wait()? {
             Ok(guard) => {
-                self.guard = Some(guard);
-                let core = self.core.clone();
-                let desired = self.desired.clone();
-                let st = self.guard.as_mut().expect("held");
-                if let Some(frame) = core.prepare(st, &desired).map_err(Exit::Engine)? {
+                let st = self.guard.insert(guard);
+                // Borrowed, not cloned: this runs before every request.
+                if self
+                    .core
+                    .prepare(st, &self.desired)
+                    .map_err(Exit::Engine)?
+                    .is_some()
+                {
                     // Settings that no longer apply: keep what the session has.
-                    let _ = frame;
                     self.desired = st.settings.clone();
                 }
                 Ok(true)
