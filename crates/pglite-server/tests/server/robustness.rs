@@ -109,6 +109,46 @@ fn a_waiting_client_gives_up_after_the_queue_timeout() {
 }
 
 #[test]
+fn a_cancel_request_ends_a_wait_in_the_queue() {
+    let server = support::start(|b| {
+        b.queue_timeout(Duration::from_secs(30))
+            .holder_timeout(Duration::from_secs(30))
+    });
+    let mut holder = Raw::connect(&server);
+    assert_eq!(holder.query("begin").1, None);
+    let mut waiter = Raw::connect_bare(&server);
+    waiter.send(&support::startup("postgres", "postgres"));
+    let (_, key) = waiter
+        .until_ready()
+        .into_iter()
+        .find(|(t, _)| *t == b'K')
+        .expect("BackendKeyData");
+    let started = Instant::now();
+    waiter.send(&support::query("select 1"));
+    // Let the query reach the queue, then cancel it from another connection.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut cancel = Raw::connect_bare(&server);
+    let mut req = 16i32.to_be_bytes().to_vec();
+    req.extend_from_slice(&80_877_102i32.to_be_bytes());
+    req.extend_from_slice(&key[..8]);
+    cancel.send(&req);
+    assert!(cancel.next().is_none());
+    let msgs = waiter.until_ready();
+    let (_, body) = msgs.iter().find(|(t, _)| *t == b'E').expect("an error");
+    assert_eq!(support::sqlstate(body), "57014");
+    assert!(String::from_utf8_lossy(body).contains("user request"));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    // The holder kept its transaction; the waiter is usable once it ends.
+    assert_eq!(holder.query("commit").1, None);
+    assert_eq!(waiter.query("select 2").0, ["2"]);
+    server.stop().unwrap();
+}
+
+#[test]
 fn garbage_closes_only_that_client() {
     let server = support::start(|b| b.max_message_size(1 << 20));
     let mut good = Raw::connect(&server);
