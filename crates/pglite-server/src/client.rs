@@ -447,6 +447,10 @@ impl Conn {
     fn run(&mut self) -> Result<(), Exit> {
         loop {
             if self.guard.is_none() {
+                // A client that keeps sending never reaches an idle wait: stop here.
+                if self.core.is_shutting_down() {
+                    return Err(Exit::Shutdown);
+                }
                 let Some(first) = self.peek_tag()? else {
                     self.wait_idle()?;
                     continue;
