@@ -18,12 +18,10 @@ use postgres_types::{FromSql, IsNull, ToSql, Type, WasNull, WrongType};
 use tracing::{Instrument, Span};
 
 use crate::client::Client;
-use crate::copy::{CHUNK, copy_span, read_copy_in_reply};
+use crate::copy::{CHUNK, copy_out_tail, copy_span, read_copy_in_reply};
 use crate::core::{Core, Drain, Reply};
 use crate::error::{Error, ErrorKind};
 use crate::io::{Io, run_blocking};
-use crate::protocol::unexpected;
-use crate::row::rows_affected;
 use crate::rows::Unsettled;
 use crate::transport::Transport;
 
@@ -552,15 +550,11 @@ impl<I: Io> Core<I> {
         state: &mut CopyOutState,
     ) -> Result<Option<BinaryRow>, Error> {
         let span = state.span.clone();
-        async {
-            let result = self.next_binary_row_untraced(state).await;
-            if result.is_err() {
-                state.done = true;
-            }
-            result
+        let result = self.next_binary_row_untraced(state).instrument(span).await;
+        if result.is_err() {
+            state.done = true;
         }
-        .instrument(span)
-        .await
+        result
     }
 
     async fn next_binary_row_untraced(
@@ -614,16 +608,7 @@ impl<I: Io> Core<I> {
                     }
                     Ok(())
                 }
-                Message::CommandComplete(body) => {
-                    state.count = body.tag().ok().and_then(rows_affected);
-                    Ok(())
-                }
-                Message::CopyDone
-                | Message::CloseComplete
-                | Message::RowDescription(_)
-                | Message::DataRow(_)
-                | Message::EmptyQueryResponse => Ok(()),
-                other => Err(unexpected(&other)),
+                other => copy_out_tail(other, &mut state.count),
             };
             if let Err(e) = handled {
                 self.record(&mut state.reply, e)?;

@@ -180,6 +180,24 @@ pub(crate) async fn read_copy_in_reply<I: Io>(client: &mut Core<I>) -> CopyInRep
     }
 }
 
+/// The messages of a `COPY ... TO STDOUT` reply other than `CopyOutResponse` and
+/// `CopyData`: the row count from `CommandComplete`, the ones that carry nothing here,
+/// and an error for anything else.
+pub(crate) fn copy_out_tail(message: Message, count: &mut Option<u64>) -> Result<(), Error> {
+    match message {
+        Message::CommandComplete(body) => {
+            *count = body.tag().ok().and_then(rows_affected);
+            Ok(())
+        }
+        Message::CopyDone
+        | Message::CloseComplete
+        | Message::RowDescription(_)
+        | Message::DataRow(_)
+        | Message::EmptyQueryResponse => Ok(()),
+        other => Err(unexpected(&other)),
+    }
+}
+
 pub(crate) async fn copy_out<I: Io, W: CopySink>(
     client: &mut Core<I>,
     sql: &str,
@@ -215,16 +233,7 @@ async fn copy_out_untraced<I: Io, W: CopySink>(
                 }
                 Ok(())
             }
-            Message::CommandComplete(body) => {
-                count = body.tag().ok().and_then(rows_affected);
-                Ok(())
-            }
-            Message::CopyDone
-            | Message::CloseComplete
-            | Message::RowDescription(_)
-            | Message::DataRow(_)
-            | Message::EmptyQueryResponse => Ok(()),
-            other => Err(unexpected(&other)),
+            other => copy_out_tail(other, &mut count),
         };
         if let Err(e) = handled {
             client.record(&mut reply, e)?;

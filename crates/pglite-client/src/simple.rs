@@ -201,15 +201,11 @@ impl<I: Io> Core<I> {
         state: &mut SimpleState,
     ) -> Result<Option<SimpleQueryMessage>, Error> {
         let span = state.span.clone();
-        async {
-            let result = self.next_simple_message(state).await;
-            if result.is_err() {
-                state.done = true;
-            }
-            result
+        let result = self.next_simple_message(state).instrument(span).await;
+        if result.is_err() {
+            state.done = true;
         }
-        .instrument(span)
-        .await
+        result
     }
 
     async fn next_simple_message(
