@@ -1,20 +1,19 @@
-//! The async driver over tokio: [`AsyncClient`] runs the same protocol core as the
-//! blocking [`Client`](crate::Client) on tokio TCP or Unix sockets.
+//! The async driver: [`AsyncClient`] runs the same protocol core as the blocking
+//! [`Client`](crate::Client) on an async socket — tokio TCP/TLS/Unix sockets natively
+//! (`tokio_io`), wasi:sockets TCP through `wstd` on wasm32-wasip2 (`wasi_io`). The
+//! socket module (`socket`) supplies the `SocketIo` the core runs on, `open` (one
+//! connection attempt, TLS included), `timeout`, `sleep`, `send_cancel` and the COPY
+//! methods (whose reader and writer traits are the runtime's); everything else is
+//! written once, here and in the modules that extend `AsyncClient` (streams,
+//! pipelines, retried transactions, binary COPY, reconnects).
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use postgres_types::{ToSql, Type};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
-#[cfg(unix)]
-use tokio::net::UnixStream;
 
-use crate::cancel::CancelTarget;
 use crate::connstr::Config;
-use crate::copy::{CHUNK, CopySink, CopySource};
 use crate::core::Core;
 use crate::error::{DbError, Error, ErrorKind};
 use crate::io::Io;
@@ -24,122 +23,21 @@ use crate::row::{Row, SimpleResult};
 use crate::rows::Unsettled;
 use crate::statement::{Statement, ToStatement};
 
-/// A tokio socket to a PostgreSQL server.
-#[derive(Debug)]
-pub(crate) enum Stream {
-    Tcp(TcpStream),
-    #[cfg(feature = "tls")]
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-    #[cfg(unix)]
-    Unix(UnixStream),
-}
+#[cfg(pglite_tokio)]
+pub(crate) mod tokio_io;
+#[cfg(pglite_tokio)]
+pub(crate) use tokio_io::{self as socket, TokioIo as SocketIo};
+#[cfg(pglite_wstd)]
+pub(crate) mod wasi_io;
+#[cfg(pglite_wstd)]
+pub(crate) use wasi_io::{self as socket, WasiIo as SocketIo};
 
-/// Buffered async socket I/O for the core.
-#[derive(Debug)]
-pub(crate) struct TokioIo {
-    pub(crate) stream: Stream,
-    pub(crate) out: Vec<u8>,
-    /// Where cancel requests for this session go.
-    pub(crate) target: CancelTarget,
-}
-
-impl TokioIo {
-    async fn write_out(&mut self) -> Result<(), Error> {
-        if !self.out.is_empty() {
-            match &mut self.stream {
-                Stream::Tcp(s) => s.write_all(&self.out).await?,
-                #[cfg(feature = "tls")]
-                Stream::Tls(s) => s.write_all(&self.out).await?,
-                #[cfg(unix)]
-                Stream::Unix(s) => s.write_all(&self.out).await?,
-            }
-            self.out.clear();
-        }
-        Ok(())
-    }
-
-    async fn write_direct(&mut self, bytes: &[u8]) -> Result<(), Error> {
-        match &mut self.stream {
-            Stream::Tcp(s) => s.write_all(bytes).await?,
-            #[cfg(feature = "tls")]
-            Stream::Tls(s) => s.write_all(bytes).await?,
-            #[cfg(unix)]
-            Stream::Unix(s) => s.write_all(bytes).await?,
-        }
-        Ok(())
-    }
-}
-
-impl Io for TokioIo {
-    async fn send(&mut self, bytes: &[u8]) -> Result<(), Error> {
-        if self.out.len() + bytes.len() > CHUNK {
-            self.write_out().await?;
-        }
-        if bytes.len() >= CHUNK {
-            self.write_direct(bytes).await
-        } else {
-            self.out.extend_from_slice(bytes);
-            Ok(())
-        }
-    }
-
-    /// Cancel-safe when nothing is queued (`read_buf` loses no data when dropped).
-    async fn receive(&mut self, buf: &mut BytesMut) -> Result<(), Error> {
-        self.write_out().await?;
-        buf.reserve(CHUNK);
-        let n = match &mut self.stream {
-            Stream::Tcp(s) => s.read_buf(buf).await?,
-            #[cfg(feature = "tls")]
-            Stream::Tls(s) => s.read_buf(buf).await?,
-            #[cfg(unix)]
-            Stream::Unix(s) => s.read_buf(buf).await?,
-        };
-        if n == 0 {
-            return Err(Error::from(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "the server closed the connection",
-            )));
-        }
-        Ok(())
-    }
-
-    async fn flush(&mut self) -> Result<(), Error> {
-        self.write_out().await?;
-        match &mut self.stream {
-            Stream::Tcp(s) => s.flush().await?,
-            #[cfg(feature = "tls")]
-            Stream::Tls(s) => s.flush().await?,
-            #[cfg(unix)]
-            Stream::Unix(s) => s.flush().await?,
-        }
-        Ok(())
-    }
-}
-
-struct TokioReader<R>(R);
-
-impl<R: AsyncRead + Unpin> CopySource for TokioReader<R> {
-    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.0.read(buf).await
-    }
-}
-
-struct TokioWriter<W>(W);
-
-impl<W: AsyncWrite + Unpin> CopySink for TokioWriter<W> {
-    async fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
-        self.0.write_all(data).await
-    }
-    async fn flush(&mut self) -> std::io::Result<()> {
-        self.0.flush().await
-    }
-}
-
-/// An async connection to a PostgreSQL server over tokio TCP or Unix sockets.
+/// An async connection to a PostgreSQL server: over tokio TCP, TLS or Unix sockets
+/// (feature `tokio`), or over wasi:sockets TCP on wasm32-wasip2 (feature `wstd`).
 ///
 /// The API mirrors the blocking [`Client`](crate::Client): the same statement cache,
 /// types, errors and COPY/transaction semantics, with `async` methods. Futures are
-/// `Send` (for `Send` arguments), so calls can run in spawned tasks.
+/// `Send` (for `Send` arguments), so with tokio calls can run in spawned tasks.
 ///
 /// A call whose future is dropped before it finishes (for example by a timeout) leaves
 /// the protocol mid-exchange: the connection is then closed for further use
@@ -155,7 +53,7 @@ impl<W: AsyncWrite + Unpin> CopySink for TokioWriter<W> {
 /// # Ok(()) }
 /// ```
 pub struct AsyncClient {
-    pub(crate) core: Core<TokioIo>,
+    pub(crate) core: Core<SocketIo>,
     /// A call was started and not finished (its future was dropped).
     pub(crate) in_flight: bool,
     /// Rollbacks scheduled by dropped [`AsyncTransaction`]s, run before the next call.
@@ -212,6 +110,10 @@ impl AsyncClient {
     /// client's drop).
     pub(crate) async fn enter(&mut self) -> Result<(), Error> {
         if self.in_flight {
+            // An abandoned call left the exchange half done: give the connection up
+            // at once, so the server does not keep its session (and a transaction's
+            // locks) while this call reports the loss or opens a new connection.
+            self.core.io.shut_down().await;
             self.core.broken = true;
         }
         if self.core.broken {
@@ -316,32 +218,6 @@ impl AsyncClient {
         call!(self, self.core.execute(stmt, params))
     }
 
-    /// Runs `COPY ... FROM STDIN` and streams `reader` as its data; returns the number
-    /// of rows copied. A failing reader aborts the COPY (`CopyFail`).
-    pub async fn copy_in<R: AsyncRead + Unpin>(
-        &mut self,
-        sql: &str,
-        reader: R,
-    ) -> Result<u64, Error> {
-        call!(
-            self,
-            crate::copy::copy_in(&mut self.core, sql, TokioReader(reader))
-        )
-    }
-
-    /// Runs `COPY ... TO STDOUT`, writing the data to `writer`; returns the number of
-    /// rows copied.
-    pub async fn copy_out<W: AsyncWrite + Unpin>(
-        &mut self,
-        sql: &str,
-        writer: W,
-    ) -> Result<u64, Error> {
-        call!(
-            self,
-            crate::copy::copy_out(&mut self.core, sql, TokioWriter(writer))
-        )
-    }
-
     /// Starts a transaction block (`BEGIN`).
     pub async fn transaction(&mut self) -> Result<AsyncTransaction<'_>, Error> {
         self.begin_with("BEGIN").await
@@ -383,19 +259,20 @@ impl AsyncClient {
         // reads below can be abandoned without losing data.
         self.enter().await?;
         self.in_flight = false;
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = Instant::now() + timeout;
         loop {
             if let Some(n) = self.core.idle_poll()? {
                 return Ok(Some(n));
             }
+            let left = deadline.saturating_duration_since(Instant::now());
             let receive = self.core.io.receive(&mut self.core.session.input);
-            match tokio::time::timeout_at(deadline, receive).await {
-                Err(_) => return Ok(None),
-                Ok(Err(e)) => {
+            match socket::timeout(left, receive).await {
+                None => return Ok(None),
+                Some(Err(e)) => {
                     self.core.broken = true;
                     return Err(e);
                 }
-                Ok(Ok(())) => {}
+                Some(Ok(())) => {}
             }
         }
     }

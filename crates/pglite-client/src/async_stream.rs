@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 
 use postgres_types::ToSql;
 
-use crate::async_client::{AsyncClient, TokioIo, call};
+use crate::async_client::{AsyncClient, SocketIo, call};
 use crate::core::Core;
 use crate::error::Error;
 use crate::row::Row;
@@ -29,7 +29,7 @@ pub(crate) trait ReplyReader: Send + 'static {
     /// Reads the next item (`None` at the end).
     fn read<'c>(
         &'c mut self,
-        core: &'c mut Core<TokioIo>,
+        core: &'c mut Core<SocketIo>,
     ) -> impl Future<Output = Result<Option<Self::Item>, Error>> + Send + 'c;
     /// True once the reply was read to its end.
     fn is_done(&self) -> bool;
@@ -41,7 +41,7 @@ impl ReplyReader for RowsState {
     type Item = Row;
     fn read<'c>(
         &'c mut self,
-        core: &'c mut Core<TokioIo>,
+        core: &'c mut Core<SocketIo>,
     ) -> impl Future<Output = Result<Option<Row>, Error>> + Send + 'c {
         core.next_row(self)
     }
@@ -57,7 +57,7 @@ impl ReplyReader for SimpleState {
     type Item = SimpleQueryMessage;
     fn read<'c>(
         &'c mut self,
-        core: &'c mut Core<TokioIo>,
+        core: &'c mut Core<SocketIo>,
     ) -> impl Future<Output = Result<Option<SimpleQueryMessage>, Error>> + Send + 'c {
         core.next_simple(self)
     }

@@ -792,23 +792,23 @@ impl<T: Transport> fmt::Debug for BinaryCopyOutReader<'_, T> {
     }
 }
 
-// ----- the tokio driver ------------------------------------------------------------
+// ----- the async driver (tokio or wasi:sockets) -------------------------------------
 
-#[cfg(feature = "tokio")]
-mod tokio_driver {
+#[cfg(pglite_async)]
+mod async_driver {
     use std::future::Future;
     use std::pin::Pin;
     use std::task::{Context, Poll};
 
     use super::*;
-    use crate::async_client::{AsyncClient, TokioIo, call};
+    use crate::async_client::{AsyncClient, SocketIo, call};
     use crate::async_stream::{AsyncReply, ReplyReader};
 
     impl ReplyReader for CopyOutState {
         type Item = BinaryRow;
         fn read<'c>(
             &'c mut self,
-            core: &'c mut Core<TokioIo>,
+            core: &'c mut Core<SocketIo>,
         ) -> impl Future<Output = Result<Option<BinaryRow>, Error>> + Send + 'c {
             core.next_binary_row(self)
         }
@@ -940,8 +940,8 @@ mod tokio_driver {
     }
 }
 
-#[cfg(feature = "tokio")]
-pub use tokio_driver::{AsyncBinaryCopyInWriter, AsyncBinaryCopyOutReader};
+#[cfg(pglite_async)]
+pub use async_driver::{AsyncBinaryCopyInWriter, AsyncBinaryCopyOutReader};
 
 #[cfg(test)]
 mod tests {

@@ -15,10 +15,10 @@ use postgres_protocol::message::frontend;
 use crate::client::Client;
 use crate::connect::SocketTransport;
 use crate::error::{Error, ErrorKind};
-#[cfg(feature = "tls")]
+#[cfg(pglite_tls)]
 use crate::tls::TlsTarget;
 use crate::transport::TcpTransport;
-#[cfg(feature = "tls")]
+#[cfg(pglite_tls)]
 use crate::transport::Transport;
 #[cfg(unix)]
 use crate::transport::UnixTransport;
@@ -36,7 +36,7 @@ pub(crate) enum CancelAddr {
 #[derive(Clone, Debug)]
 pub(crate) struct CancelTarget {
     pub(crate) addr: CancelAddr,
-    #[cfg(feature = "tls")]
+    #[cfg(pglite_tls)]
     pub(crate) tls: Option<TlsTarget>,
 }
 
@@ -44,7 +44,7 @@ impl CancelTarget {
     pub(crate) fn tcp(stream: &TcpStream) -> Result<CancelTarget, Error> {
         Ok(CancelTarget {
             addr: CancelAddr::Tcp(stream.peer_addr()?),
-            #[cfg(feature = "tls")]
+            #[cfg(pglite_tls)]
             tls: None,
         })
     }
@@ -54,7 +54,7 @@ impl CancelTarget {
 /// ([`Client::cancel_token`], `AsyncClient::cancel_token`).
 ///
 /// It is `Send + Sync + Clone`: hand it to another thread or task and call
-/// [`cancel`](CancelToken::cancel) (blocking) or `cancel_async` (tokio) while the
+/// [`cancel`](CancelToken::cancel) (blocking) or `cancel_async` (async) while the
 /// session is busy. The server then ends the running statement with SQLSTATE `57014`
 /// (`query_canceled`); the session stays usable. Cancelling an idle session does
 /// nothing. As in PostgreSQL, success only means the request was delivered: a
@@ -117,14 +117,14 @@ impl CancelToken {
         let request = self.request();
         match &self.target.addr {
             CancelAddr::Tcp(addr) => {
-                #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
+                #[cfg_attr(not(pglite_tls), allow(unused_mut))]
                 let mut stream = match self.timeout {
                     Some(t) => TcpStream::connect_timeout(addr, t)?,
                     None => TcpStream::connect(addr)?,
                 };
                 stream.set_read_timeout(self.timeout)?;
                 stream.set_write_timeout(self.timeout)?;
-                #[cfg(feature = "tls")]
+                #[cfg(pglite_tls)]
                 if let Some(tls) = &self.target.tls {
                     if !crate::transport::request_tls(&mut stream)? {
                         return Err(Error::new(
@@ -153,14 +153,16 @@ impl CancelToken {
         }
     }
 
-    /// [`cancel`](CancelToken::cancel) for async code (tokio).
-    #[cfg(feature = "tokio")]
+    /// [`cancel`](CancelToken::cancel) for async code: over tokio sockets, or over
+    /// wasi:sockets on wasm32-wasip2 (`wstd`).
+    #[cfg(pglite_async)]
     pub async fn cancel_async(&self) -> Result<(), Error> {
-        let work = crate::async_connect::send_cancel(&self.target, self.request());
+        use crate::async_client::socket;
+        let work = socket::send_cancel(&self.target, self.request());
         match self.timeout {
-            Some(t) => tokio::time::timeout(t, work)
+            Some(t) => socket::timeout(t, work)
                 .await
-                .unwrap_or_else(|_| Err(crate::connect::timeout_error())),
+                .unwrap_or_else(|| Err(crate::connect::timeout_error())),
             None => work.await,
         }
     }
@@ -180,7 +182,7 @@ impl SocketTransport {
     fn cancel_target(&self) -> Result<CancelTarget, Error> {
         match self {
             SocketTransport::Tcp(t) => CancelTarget::tcp(t.stream()),
-            #[cfg(feature = "tls")]
+            #[cfg(pglite_tls)]
             SocketTransport::Tls(t) => Ok(CancelTarget {
                 addr: CancelAddr::Tcp(t.tcp_stream().peer_addr()?),
                 tls: Some(t.target().clone()),
@@ -202,7 +204,7 @@ fn unix_target(t: &UnixTransport) -> Result<CancelTarget, Error> {
     })?;
     Ok(CancelTarget {
         addr: CancelAddr::Unix(path.to_path_buf()),
-        #[cfg(feature = "tls")]
+        #[cfg(pglite_tls)]
         tls: None,
     })
 }

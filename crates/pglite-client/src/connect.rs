@@ -16,20 +16,20 @@ use crate::core::Core;
 use crate::error::{Error, ErrorKind};
 use crate::io::{Blocking, run_blocking};
 use crate::reconnect::{OpenFuture, Reopen};
-#[cfg(feature = "tls")]
+#[cfg(pglite_tls)]
 pub(crate) use crate::tls::TlsConnector;
-#[cfg(feature = "tls")]
+#[cfg(pglite_tls)]
 use crate::transport::TlsTransport;
 #[cfg(unix)]
 use crate::transport::UnixTransport;
 use crate::transport::{TcpTransport, Transport};
 
 /// Stand-in for the TLS connector in builds without the `tls` feature.
-#[cfg(not(feature = "tls"))]
+#[cfg(not(pglite_tls))]
 #[derive(Debug, Clone)]
 pub(crate) struct TlsConnector;
 
-#[cfg(not(feature = "tls"))]
+#[cfg(not(pglite_tls))]
 impl TlsConnector {
     pub(crate) fn from_config(config: &Config) -> Result<Option<TlsConnector>, Error> {
         if config.get_ssl_mode().requires_tls() {
@@ -47,7 +47,7 @@ pub enum SocketTransport {
     /// A plain TCP connection.
     Tcp(TcpTransport),
     /// A TLS connection over TCP (feature `tls`).
-    #[cfg(feature = "tls")]
+    #[cfg(pglite_tls)]
     Tls(Box<TlsTransport>),
     /// A Unix-domain-socket connection.
     #[cfg(unix)]
@@ -58,7 +58,7 @@ impl SocketTransport {
     pub(crate) fn set_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
         match self {
             SocketTransport::Tcp(t) => set_tcp_timeout(t.stream(), timeout),
-            #[cfg(feature = "tls")]
+            #[cfg(pglite_tls)]
             SocketTransport::Tls(t) => set_tcp_timeout(t.tcp_stream(), timeout),
             #[cfg(unix)]
             SocketTransport::Unix(t) => {
@@ -70,7 +70,7 @@ impl SocketTransport {
 
     /// True for a TLS connection.
     pub fn is_tls(&self) -> bool {
-        #[cfg(feature = "tls")]
+        #[cfg(pglite_tls)]
         if let SocketTransport::Tls(_) = self {
             return true;
         }
@@ -87,7 +87,7 @@ impl Transport for SocketTransport {
     fn send(&mut self, bytes: &[u8]) -> Result<(), Error> {
         match self {
             SocketTransport::Tcp(t) => t.send(bytes),
-            #[cfg(feature = "tls")]
+            #[cfg(pglite_tls)]
             SocketTransport::Tls(t) => t.send(bytes),
             #[cfg(unix)]
             SocketTransport::Unix(t) => t.send(bytes),
@@ -96,7 +96,7 @@ impl Transport for SocketTransport {
     fn receive(&mut self, buf: &mut BytesMut) -> Result<(), Error> {
         match self {
             SocketTransport::Tcp(t) => t.receive(buf),
-            #[cfg(feature = "tls")]
+            #[cfg(pglite_tls)]
             SocketTransport::Tls(t) => t.receive(buf),
             #[cfg(unix)]
             SocketTransport::Unix(t) => t.receive(buf),
@@ -116,7 +116,7 @@ impl Transport for SocketTransport {
     fn flush(&mut self) -> Result<(), Error> {
         match self {
             SocketTransport::Tcp(t) => t.flush(),
-            #[cfg(feature = "tls")]
+            #[cfg(pglite_tls)]
             SocketTransport::Tls(t) => t.flush(),
             #[cfg(unix)]
             SocketTransport::Unix(t) => t.flush(),
@@ -144,13 +144,18 @@ pub(crate) fn first_attempt(
     if matches!(host, Host::Unix(_)) || tls.is_none() {
         return Ok(TlsUse::Never);
     }
-    if cfg!(not(feature = "tls")) {
+    if cfg!(not(pglite_tls)) {
         if mode.requires_tls() {
+            let remedy = if cfg!(target_os = "wasi") {
+                "TLS is not available on WASI (rustls' ring provider needs a C toolchain \
+                 for wasm32): use sslmode=disable/prefer"
+            } else {
+                "enable its `tls` feature, or use sslmode=disable/prefer or a Unix socket"
+            };
             return Err(Error::new(
                 ErrorKind::Config,
                 format!(
-                    "sslmode={mode} needs TLS, and this build of pglite-client has no TLS: \
-                     enable its `tls` feature, or use sslmode=disable/prefer or a Unix socket"
+                    "sslmode={mode} needs TLS, and this build of pglite-client has no TLS: {remedy}"
                 ),
             ));
         }
@@ -175,13 +180,13 @@ pub(crate) fn second_attempt(mode: SslMode, error: &Error, used_tls: bool) -> Op
         {
             Some(TlsUse::Never)
         }
-        SslMode::Allow if !used_tls && rejected && cfg!(feature = "tls") => Some(TlsUse::Required),
+        SslMode::Allow if !used_tls && rejected && cfg!(pglite_tls) => Some(TlsUse::Required),
         _ => None,
     }
 }
 
 /// The error when the server refuses TLS that the mode requires.
-#[cfg(feature = "tls")]
+#[cfg(pglite_tls)]
 pub(crate) fn tls_refused(mode: SslMode, endpoint: &Endpoint) -> Error {
     Error::new(
         ErrorKind::Tls,
@@ -279,7 +284,7 @@ fn open_transport(
         Host::Tcp(name) => {
             #[allow(unused_mut)]
             let mut stream = open_tcp(name, endpoint.port, deadline).map_err(plain)?;
-            #[cfg(feature = "tls")]
+            #[cfg(pglite_tls)]
             if tls_use != TlsUse::Never
                 && let Some(connector) = connector
             {

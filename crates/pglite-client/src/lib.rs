@@ -4,10 +4,12 @@
 //!
 //! The blocking [`Client`] speaks the v3 protocol over any [`Transport`] — a byte pipe
 //! with `send` and `receive`; it spawns no threads and needs no runtime.
-//! `AsyncClient` (feature `tokio`, on by default) runs the same protocol core on tokio
-//! sockets. Both connect from libpq connection strings ([`Config`]) — with TLS
-//! (feature `tls`: rustls, libpq's `sslmode` rules, SCRAM-SHA-256-PLUS), cancel
-//! requests ([`CancelToken`]), automatic reconnection with remembered settings
+//! `AsyncClient` runs the same protocol core on async sockets: tokio TCP/TLS/Unix
+//! sockets (feature `tokio`), or wasi:sockets TCP driven by `wstd` on wasm32-wasip2
+//! (feature `wstd`); both features are on by default and each is a no-op on the
+//! other's targets. Both connect from libpq connection strings ([`Config`]) — with TLS
+//! (feature `tls`, not on WASI: rustls, libpq's `sslmode` rules, SCRAM-SHA-256-PLUS),
+//! cancel requests ([`CancelToken`]), automatic reconnection with remembered settings
 //! ([`Client::set_param`]) and [`Error::class`] for retry decisions; [`Target`] also
 //! parses `pglite://` URLs for the embedded engine. MD5 authentication needs the
 //! `md5` feature.
@@ -53,11 +55,11 @@
 //! with `tracing` spans (statement text truncated, parameter values never recorded).
 #![deny(missing_docs)]
 
-#[cfg(feature = "tokio")]
+#[cfg(pglite_async)]
 mod async_client;
-#[cfg(feature = "tokio")]
+#[cfg(pglite_async)]
 mod async_connect;
-#[cfg(feature = "tokio")]
+#[cfg(pglite_async)]
 mod async_stream;
 mod auth;
 mod binary_copy;
@@ -74,7 +76,7 @@ mod io;
 mod json;
 mod notify;
 mod pipeline;
-#[cfg(feature = "pool")]
+#[cfg(pglite_pool)]
 mod pool;
 mod protocol;
 mod reconnect;
@@ -86,19 +88,19 @@ mod sqlstate;
 mod statement;
 mod stream;
 mod text;
-#[cfg(feature = "tls")]
+#[cfg(pglite_tls)]
 mod tls;
 mod transaction;
 mod transport;
 mod typeinfo;
 mod types;
 
-#[cfg(feature = "tokio")]
+#[cfg(pglite_async)]
 pub use crate::async_client::{AsyncClient, AsyncTransaction};
-#[cfg(feature = "tokio")]
+#[cfg(pglite_async)]
 pub use crate::async_stream::{AsyncRowStream, AsyncSimpleQueryStream};
 pub use crate::auth::{AuthMethod, ChannelBinding, RequireAuth};
-#[cfg(feature = "tokio")]
+#[cfg(pglite_async)]
 pub use crate::binary_copy::{AsyncBinaryCopyInWriter, AsyncBinaryCopyOutReader};
 pub use crate::binary_copy::{
     BinaryCopyDecoder, BinaryCopyEncoder, BinaryCopyInWriter, BinaryCopyOutReader, BinaryRow,
@@ -112,13 +114,13 @@ pub use crate::connstr::{
 };
 pub use crate::error::{DbError, Error, ErrorClass, ErrorKind, ErrorPosition};
 pub use crate::notify::Notification;
-#[cfg(feature = "tokio")]
+#[cfg(pglite_async)]
 pub use crate::pipeline::AsyncPipeline;
 pub use crate::pipeline::{BatchOutcome, BatchResult, Pipeline};
-#[cfg(feature = "pool")]
+#[cfg(pglite_pool)]
 pub use crate::pool::{Pool, PoolBuilder, PoolStatus, PooledClient};
 pub use crate::protocol::TransactionStatus;
-#[cfg(feature = "tokio")]
+#[cfg(pglite_async)]
 pub use crate::retry::TransactionFuture;
 pub use crate::retry::{IsolationLevel, RetryPolicy};
 pub use crate::row::{Row, RowIndex, SimpleColumn, SimpleResult};
@@ -127,7 +129,7 @@ pub use crate::sqlstate::SqlState;
 pub use crate::statement::{Column, Statement, StatementSource, ToStatement};
 pub use crate::stream::{RowStream, SimpleQueryStream};
 pub use crate::transaction::Transaction;
-#[cfg(feature = "tls")]
+#[cfg(pglite_tls)]
 pub use crate::transport::TlsTransport;
 #[cfg(unix)]
 pub use crate::transport::UnixTransport;
@@ -137,12 +139,17 @@ pub use crate::types::Interval;
 pub use postgres_types::{FromSql, IsNull, Json, Kind, Oid, ToSql, Type};
 
 /// Re-exported rustls (feature `tls`), whose connection type [`TlsTransport`] exposes.
-#[cfg(feature = "tls")]
+#[cfg(pglite_tls)]
 pub use rustls;
 
 /// Re-exported tokio (feature `tokio`), whose I/O traits appear in [`AsyncClient`]'s API.
-#[cfg(feature = "tokio")]
+#[cfg(pglite_tokio)]
 pub use tokio;
+
+/// Re-exported wstd (feature `wstd`, wasm32-wasip2), whose runtime drives `AsyncClient`
+/// there and whose I/O traits appear in its COPY methods.
+#[cfg(pglite_wstd)]
+pub use wstd;
 
 /// Re-exported dependencies whose types appear in this crate's API.
 pub use {
@@ -176,7 +183,7 @@ mod tests {
         send_sync::<BinaryRow>();
         send_sync::<BatchOutcome>();
         send_sync::<RetryPolicy>();
-        #[cfg(feature = "tokio")]
+        #[cfg(pglite_async)]
         {
             send::<AsyncRowStream<'static>>();
             send::<AsyncSimpleQueryStream<'static>>();

@@ -409,8 +409,8 @@ impl<T: Transport> std::fmt::Debug for Pipeline<'_, T> {
     }
 }
 
-#[cfg(feature = "tokio")]
-mod tokio_driver {
+#[cfg(pglite_async)]
+mod async_driver {
     use super::*;
     use crate::async_client::{AsyncClient, call};
 
@@ -478,8 +478,8 @@ mod tokio_driver {
     }
 }
 
-#[cfg(feature = "tokio")]
-pub use tokio_driver::AsyncPipeline;
+#[cfg(pglite_async)]
+pub use async_driver::AsyncPipeline;
 
 #[cfg(test)]
 mod tests {

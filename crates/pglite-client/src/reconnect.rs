@@ -126,7 +126,7 @@ impl<I: Io> Core<I> {
 
     /// Replaces a broken connection (async drivers, before each call). Does nothing
     /// when the connection is fine or the client cannot reconnect.
-    #[cfg(feature = "tokio")]
+    #[cfg(pglite_async)]
     pub(crate) async fn reconnect_async(&mut self) -> Result<(), Error> {
         if !self.broken || self.reconnect.opener.is_none() {
             return Ok(());

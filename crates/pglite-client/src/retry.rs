@@ -198,22 +198,22 @@ impl<T: Transport> Client<T> {
 
 /// The future a [`AsyncClient::with_transaction`](crate::AsyncClient::with_transaction)
 /// closure returns: boxed, `Send`, borrowing the transaction.
-#[cfg(feature = "tokio")]
+#[cfg(pglite_async)]
 pub type TransactionFuture<'a, R> =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<R, Error>> + Send + 'a>>;
 
-#[cfg(feature = "tokio")]
-mod tokio_driver {
+#[cfg(pglite_async)]
+mod async_driver {
     use tracing::Instrument;
 
     use super::*;
-    use crate::async_client::{AsyncClient, AsyncTransaction};
+    use crate::async_client::{AsyncClient, AsyncTransaction, socket};
 
     impl AsyncClient {
         /// Runs `f` in a transaction and commits it, retrying as `policy` says on
         /// serialization failures and deadlocks; the async twin of
-        /// [`Client::with_transaction`], waiting between attempts with
-        /// `tokio::time::sleep`.
+        /// [`Client::with_transaction`], waiting between attempts with the async
+        /// runtime's timer (`tokio::time::sleep`, or `wstd`'s on wasm32-wasip2).
         ///
         /// `f` returns a boxed future (`Box::pin(async move { ... })`), which keeps
         /// this call's future `Send`, so it can run in `tokio::spawn`. That future
@@ -260,7 +260,7 @@ mod tokio_driver {
                 match result {
                     Err(e) if policy.retries(attempt, &e) => {
                         tracing::debug!(attempt, error = %e, "retrying the transaction");
-                        tokio::time::sleep(policy.delay(attempt)).await;
+                        socket::sleep(policy.delay(attempt)).await;
                         attempt += 1;
                     }
                     other => return other,
@@ -310,7 +310,7 @@ mod tokio_driver {
                 match result {
                     Err(e) if policy.retries(attempt, &e) => {
                         tracing::debug!(attempt, error = %e, "retrying the transaction");
-                        tokio::time::sleep(policy.delay(attempt)).await;
+                        socket::sleep(policy.delay(attempt)).await;
                         attempt += 1;
                     }
                     other => return other,

@@ -138,14 +138,14 @@ impl<S: Read + Write> Buffered<S> {
     }
 }
 
-#[cfg(feature = "tls")]
+#[cfg(pglite_tls)]
 pub use tls::TlsTransport;
-#[cfg(feature = "tls")]
+#[cfg(pglite_tls)]
 pub(crate) use tls::request_tls;
-#[cfg(all(feature = "tls", feature = "tokio"))]
+#[cfg(all(pglite_tls, pglite_tokio))]
 pub(crate) use tls::ssl_answer;
 
-#[cfg(feature = "tls")]
+#[cfg(pglite_tls)]
 mod tls {
     use std::io::Read as _;
     use std::net::TcpStream;

@@ -151,6 +151,9 @@ impl PgliteBuilder {
             }
         };
         client.transport_mut().keep_session(&kept, user);
+        // The statements prepared above are ours, not the application's: closed with
+        // its first request, they leave its session and statement cache empty.
+        client.clear_statement_cache();
         let data_dir = client
             .transport()
             .engine()

@@ -64,8 +64,6 @@ impl Transport for AnyTransport {
 pub struct Connection {
     client: Client<AnyTransport>,
     data_dir: Option<std::path::PathBuf>,
-    /// Declared after the client so the engine shuts down before the directory goes.
-    _temporary: Option<Box<dyn Send + Sync>>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -102,9 +100,8 @@ pub fn connect(url: &str) -> Result<Connection, Error> {
         Target::Server(config) => Ok(Connection {
             client: Client::connect_config(&config)?.map_transport(AnyTransport::Server),
             data_dir: None,
-            _temporary: None,
         }),
-        Target::Embedded(config) => Connection::embedded(builder_for(&config)?.open()?),
+        Target::Embedded(config) => Ok(Connection::embedded(builder_for(&config)?.open()?)),
         _ => Err(Error::new(
             ErrorKind::Config,
             "this kind of connection target is not supported",
@@ -135,14 +132,16 @@ fn builder_for(config: &EmbeddedConfig) -> Result<PgliteBuilder, Error> {
 }
 
 impl Connection {
-    /// Wraps an open embedded database.
-    pub fn embedded(db: Pglite) -> Result<Connection, Error> {
-        let (client, data_dir, temporary) = db.into_parts();
-        Ok(Connection {
-            client: client.map_transport(|t| AnyTransport::Embedded(Box::new(t))),
+    /// Wraps an open embedded database (its temporary directory, if any, goes with
+    /// it; see [`Pglite::into_client`]).
+    pub fn embedded(db: Pglite) -> Connection {
+        let data_dir = db.data_dir().to_path_buf();
+        Connection {
+            client: db
+                .into_client()
+                .map_transport(|t| AnyTransport::Embedded(Box::new(t))),
             data_dir: Some(data_dir),
-            _temporary: temporary,
-        })
+        }
     }
 
     /// True for the in-process engine.

@@ -90,19 +90,6 @@ impl Pglite {
         }
     }
 
-    /// The client, the data directory and what keeps a temporary directory alive
-    /// (drop it after the client).
-    pub(crate) fn into_parts(
-        self,
-    ) -> (
-        Client<EngineTransport>,
-        PathBuf,
-        Option<Box<dyn Send + Sync>>,
-    ) {
-        let temporary = self._temporary.map(|t| Box::new(t) as Box<dyn Send + Sync>);
-        (self.client, self.data_dir, temporary)
-    }
-
     /// The data directory (for a temporary database, the one deleted on drop).
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
@@ -278,6 +265,27 @@ impl Pglite {
     /// The underlying client, for everything not wrapped here.
     pub fn client(&mut self) -> &mut Client<EngineTransport> {
         &mut self.client
+    }
+
+    /// The underlying client, taking the database with it: for code written against
+    /// [`pglite_client::Client`] and generic over its transport.
+    ///
+    /// The client owns the engine (dropping it shuts PostgreSQL down) and, for a
+    /// temporary database, the directory, deleted after the engine. The session's
+    /// protection stays (its settings, user and prepared statements are restored after
+    /// `RESET`, `DISCARD ALL` or an engine restart); what [`Pglite`] adds is gone:
+    /// callbacks registered with [`Pglite::listen`] are dropped and, after an engine
+    /// restart, the session's `LISTEN`s are not renewed.
+    pub fn into_client(self) -> Client<EngineTransport> {
+        let Pglite {
+            mut client,
+            _temporary: temporary,
+            ..
+        } = self;
+        if let Some(dir) = temporary {
+            client.transport_mut().own_temporary(dir);
+        }
+        client
     }
 
     /// Shut PostgreSQL down cleanly (a checkpoint, the lock released) and report errors.

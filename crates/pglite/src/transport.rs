@@ -1,6 +1,6 @@
 //! The client's [`Transport`] over an in-process engine.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use bytes::BytesMut;
 use pglite_client::{Error, ErrorKind, Transport};
@@ -8,6 +8,10 @@ use pglite_engine::{Engine, SUPERUSER, WasmEngine, wire};
 
 /// Protocol version 3.0 as it appears in a StartupMessage.
 const PROTOCOL_3: [u8; 4] = 196_608i32.to_be_bytes();
+
+/// The CopyFail the transport sends after a `COPY ... FROM STDIN` that no data follows.
+const NO_COPY_DATA: &[u8] = b"no COPY data followed the command: the embedded engine \
+    cannot wait for it (use copy_in)\0";
 
 /// Feeds a [`pglite_client::Client`] from a [`WasmEngine`] in the same process.
 ///
@@ -40,6 +44,17 @@ pub struct EngineTransport {
     /// Drop the engine without its shutdown checkpoint: the data directory is a
     /// temporary one, deleted right after.
     discard_on_drop: bool,
+    /// Statements (`(b'S', name)`) whose text may be `COPY ... FROM STDIN`, and
+    /// portals (`(b'P', name)`) bound to them.
+    copy_in_names: HashSet<(u8, Vec<u8>)>,
+    /// The last request had a COPY FROM STDIN ended by the transport (after a Query,
+    /// `Q`, or an Execute, `E`): the client's own answer to its CopyInResponse
+    /// (CopyFail, and Sync after an Execute) is at the start of the next request and
+    /// must not reach the engine again.
+    copy_in_refused: Option<u8>,
+    /// A temporary data directory this transport owns ([`crate::Pglite::into_client`]);
+    /// declared last so that it is deleted after the engine has shut down.
+    temporary: Option<tempfile::TempDir>,
 }
 
 impl std::fmt::Debug for EngineTransport {
@@ -73,6 +88,9 @@ impl EngineTransport {
             prepared: HashMap::new(),
             restarts: 0,
             discard_on_drop: false,
+            copy_in_names: HashSet::new(),
+            copy_in_refused: None,
+            temporary: None,
         }
     }
 
@@ -90,6 +108,12 @@ impl EngineTransport {
     /// Take the engine out (for an explicit, error-reporting shutdown).
     pub fn take_engine(&mut self) -> Option<WasmEngine> {
         self.engine.take()
+    }
+
+    /// Take ownership of the temporary data directory the engine runs on: it is deleted
+    /// when the transport is dropped, after the engine.
+    pub(crate) fn own_temporary(&mut self, dir: tempfile::TempDir) {
+        self.temporary = Some(dir);
     }
 
     /// How many times the engine reported a crash and restart (an internal error with
@@ -168,14 +192,22 @@ $pglite_restore$"
         );
     }
 
-    /// Remove a leading StartupMessage from `pending`; true if there was one.
-    fn take_startup(&mut self) -> bool {
+    /// Remove a leading StartupMessage from `pending` and return the database it asks
+    /// for (empty when it names none); `None` if there was no StartupMessage.
+    fn take_startup(&mut self) -> Option<String> {
         if self.pending.len() < 8 || self.pending[4..8] != PROTOCOL_3 {
-            return false;
+            return None;
         }
         let len = u32::from_be_bytes(self.pending[..4].try_into().expect("4 bytes")) as usize;
-        self.pending.drain(..len.min(self.pending.len()));
-        true
+        let message: Vec<u8> = self.pending.drain(..len.min(self.pending.len())).collect();
+        let mut fields = message[8..].split(|b| *b == 0);
+        let mut database = String::new();
+        while let (Some(key), Some(value)) = (fields.next(), fields.next()) {
+            if key == b"database" {
+                database = String::from_utf8_lossy(value).into_owned();
+            }
+        }
+        Some(database)
     }
 
     /// Drop Terminate messages: the engine's session is ended by shutting it down.
@@ -184,6 +216,81 @@ $pglite_restore$"
             let len = self.pending.len();
             self.pending.truncate(len - 5);
         }
+    }
+
+    /// The engine cannot pause in the middle of a command to wait for more input: a
+    /// `COPY ... FROM STDIN` with no data after it in the same request (sent through
+    /// `query` or `simple_query` rather than `copy_in`) makes it trap, which restarts it
+    /// and loses the session. So after every Query or Execute that may run such a COPY
+    /// and is not followed by copy data, a CopyFail is added (PostgreSQL ignores
+    /// CopyFail outside COPY): the COPY fails with an error, as the client's own
+    /// CopyFail would make it fail on a server. Returns the tag of the last command
+    /// one was added after.
+    fn end_copy_in_without_data(&mut self) -> Option<u8> {
+        let mut ends = Vec::new();
+        let mut offset = 0;
+        for (tag, frame) in wire::frames(&self.pending) {
+            let body = &frame[5..];
+            offset += frame.len();
+            let may_copy_in = match tag {
+                b'Q' => mentions_stdin(body),
+                b'P' => {
+                    let name = (b'S', c_bytes(body).to_vec());
+                    if mentions_stdin(body) {
+                        self.copy_in_names.insert(name);
+                    } else if !self.copy_in_names.is_empty() {
+                        self.copy_in_names.remove(&name);
+                    }
+                    false
+                }
+                b'B' if !self.copy_in_names.is_empty() => {
+                    let portal = c_bytes(body);
+                    let statement = c_bytes(body.get(portal.len() + 1..).unwrap_or(&[]));
+                    let name = (b'P', portal.to_vec());
+                    if self.copy_in_names.contains(&(b'S', statement.to_vec())) {
+                        self.copy_in_names.insert(name);
+                    } else {
+                        self.copy_in_names.remove(&name);
+                    }
+                    false
+                }
+                b'C' if !self.copy_in_names.is_empty() => {
+                    let kind = body.first().copied().unwrap_or(0);
+                    self.copy_in_names
+                        .remove(&(kind, c_bytes(body.get(1..).unwrap_or(&[])).to_vec()));
+                    false
+                }
+                b'E' => self.copy_in_names.contains(&(b'P', c_bytes(body).to_vec())),
+                _ => false,
+            };
+            let data_follows = matches!(self.pending.get(offset), Some(b'd' | b'c' | b'f'));
+            if may_copy_in && !data_follows {
+                ends.push((offset, tag));
+            }
+        }
+        let last = ends.last().map(|(_, tag)| *tag);
+        let copy_fail = wire::frame(b'f', NO_COPY_DATA);
+        for (end, _) in ends.into_iter().rev() {
+            self.pending.splice(end..end, copy_fail.iter().copied());
+        }
+        last
+    }
+
+    /// Drop the client's answer to a CopyInResponse the transport already answered
+    /// (a leading CopyFail, and after an Execute the Sync that follows it).
+    fn drop_answered_copy_fail(&mut self) {
+        let Some(command) = self.copy_in_refused.take() else {
+            return;
+        };
+        let mut cut = 0;
+        for (n, (tag, frame)) in wire::frames(&self.pending).take(2).enumerate() {
+            match (n, tag) {
+                (0, b'f') => cut += frame.len(),
+                (1, b'S') if command == b'E' => cut += frame.len(),
+                _ => break,
+            }
+        }
+        self.pending.drain(..cut);
     }
 
     /// Record the named statements `request` prepares (when the reply reports no error,
@@ -298,6 +405,42 @@ fn c_str(bytes: &[u8]) -> &str {
     std::str::from_utf8(&bytes[..end]).unwrap_or("")
 }
 
+/// The FATAL ErrorResponse (SQLSTATE 3D000) refusing a client that asks for another
+/// database than the engine's.
+fn other_database_refused(asked: &str, attached: &str) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (kind, value) in [
+        (b'S', "FATAL".to_string()),
+        (b'V', "FATAL".to_string()),
+        (b'C', "3D000".to_string()),
+        (
+            b'M',
+            format!("this embedded engine serves the database \"{attached}\", not \"{asked}\""),
+        ),
+        (
+            b'H',
+            "Open the other database with Pglite::builder().database(...).".to_string(),
+        ),
+    ] {
+        body.push(kind);
+        wire::push_cstr(&mut body, &value);
+    }
+    body.push(0);
+    wire::frame(b'E', &body)
+}
+
+/// The NUL-terminated bytes at the start of `bytes` (all of them without a NUL).
+fn c_bytes(bytes: &[u8]) -> &[u8] {
+    let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
+    &bytes[..end]
+}
+
+/// True when `sql` contains `stdin` in any case: it may be a `COPY ... FROM STDIN`
+/// (a false alarm only costs a CopyFail the engine ignores).
+fn mentions_stdin(sql: &[u8]) -> bool {
+    sql.windows(5).any(|w| w.eq_ignore_ascii_case(b"stdin"))
+}
+
 /// What the transport needs to know about a reply, found in one pass.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Reply {
@@ -310,6 +453,8 @@ struct Reply {
     reset: bool,
     /// It reports a `SET` (which resets with `SET ... TO DEFAULT`).
     set: bool,
+    /// It holds a CopyInResponse.
+    copy_in: bool,
     /// The offset of the final ReadyForQuery, if the reply ends with one...
     ready_at: Option<usize>,
     /// ...and its transaction status (`I`, `T` or `E`).
@@ -327,6 +472,7 @@ impl Reply {
                     summary.internal_error |=
                         body.split(|b| *b == 0).any(|field| field == b"CXX000");
                 }
+                b'G' => summary.copy_in = true,
                 b'C' => match body {
                     b"RESET\0" | b"DISCARD ALL\0" => summary.reset = true,
                     b"SET\0" => summary.set = true,
@@ -376,20 +522,29 @@ impl Transport for EngineTransport {
         if self.engine.is_none() {
             return Err(Error::new(ErrorKind::Closed, "the database was closed"));
         }
-        if self.take_startup() {
+        if let Some(database) = self.take_startup() {
             let engine = self.engine.as_ref().expect("checked above");
+            if !database.is_empty() && database != engine.database() {
+                // The session is attached to one database (docs/RUNTIME.md): refuse
+                // the start-up rather than hand over another database than asked for.
+                self.pending.clear();
+                buf.extend_from_slice(&other_database_refused(&database, engine.database()));
+                return Ok(());
+            }
             buf.extend_from_slice(engine.startup_reply());
             if self.pending.is_empty() {
                 return Ok(());
             }
         }
         self.strip_terminate();
+        self.drop_answered_copy_fail();
         if self.pending.is_empty() {
             return Err(Error::new(
                 ErrorKind::Protocol,
                 "waiting for a reply, but nothing was sent to the embedded engine",
             ));
         }
+        let copy_fail_after = self.end_copy_in_without_data();
         let engine = self.engine.as_mut().expect("checked above");
         self.reply.clear();
         let result = engine.exchange(&self.pending, &mut self.reply);
@@ -402,6 +557,7 @@ impl Transport for EngineTransport {
             ));
         }
         let summary = Reply::summarize(&self.reply);
+        self.copy_in_refused = copy_fail_after.filter(|_| summary.copy_in);
         self.track_statements(&request, &summary);
         // Settings first: they decide how the statements' names resolve.
         let restored = self

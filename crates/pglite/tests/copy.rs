@@ -167,3 +167,49 @@ fn copy_errors_leave_the_session_usable() {
         .unwrap();
     assert_eq!(count(&mut db, "t"), 1);
 }
+
+/// `COPY ... FROM STDIN` run without `copy_in` (through `exec`, `query`, a prepared
+/// statement, inside a transaction): the engine cannot wait for data that never comes,
+/// so the transport ends the COPY itself. The client reports its usage error and the
+/// session goes on — no engine crash, no restart that would lose the session.
+#[test]
+fn copy_from_stdin_without_copy_in_is_an_error_not_a_crash() {
+    let mut db = temp();
+    db.batch_execute(
+        "CREATE TABLE t (n int); CREATE TEMP TABLE session_only (n int); \
+         INSERT INTO session_only VALUES (1)",
+    )
+    .unwrap();
+    let usage = |err: pglite::Error| {
+        assert_eq!(err.kind(), pglite::ErrorKind::Usage, "{err}");
+        assert!(err.to_string().contains("copy_in"), "{err}");
+    };
+    usage(db.exec("COPY t FROM STDIN").unwrap_err());
+    assert!(db.poll_notifications().unwrap().is_empty());
+    usage(
+        db.exec("SELECT 1; COPY t FROM stdin; SELECT 2")
+            .unwrap_err(),
+    );
+    usage(db.query("COPY t FROM STDIN", &[]).unwrap_err());
+    let stmt = db.prepare("COPY t (n) FROM STDIN (FORMAT csv)").unwrap();
+    usage(db.query(&stmt, &[]).unwrap_err());
+    assert_eq!(
+        db.exec("SELECT 'simple'").unwrap()[0].rows[0][0].as_deref(),
+        Some("simple")
+    );
+    usage(db.query(&stmt, &[]).unwrap_err());
+    db.batch_execute("BEGIN; INSERT INTO t VALUES (5)").unwrap();
+    usage(db.execute("COPY t FROM STDIN", &[]).unwrap_err());
+    assert_eq!(db.transaction_status(), pglite::TransactionStatus::Failed);
+    db.batch_execute("ROLLBACK").unwrap();
+
+    // The same session throughout: its temporary table is still there.
+    assert_eq!(count(&mut db, "session_only"), 1);
+    assert_eq!(count(&mut db, "t"), 0);
+    // copy_in still works, also with the statement text used above.
+    db.copy_in("COPY t FROM STDIN", "1\n2\n".as_bytes())
+        .unwrap();
+    assert_eq!(count(&mut db, "t"), 2);
+    let one: i32 = scalar(&mut db, "SELECT 1");
+    assert_eq!(one, 1);
+}

@@ -110,6 +110,40 @@ fn temporary_directory_is_deleted_on_drop_and_on_close() {
     assert!(!dir.exists(), "{} still exists after close", dir.display());
 }
 
+/// `into_client` hands over the engine and the temporary directory: the client keeps
+/// the session's protection (an error after `DISCARD ALL` is an ordinary error, not a
+/// FATAL one from the runtime's `exit_on_error = on`), and dropping it shuts the engine
+/// down and then deletes the directory.
+#[test]
+fn into_client_owns_the_engine_and_the_temporary_directory() {
+    let db = Pglite::builder()
+        .temporary()
+        .setting("work_mem", "1MB")
+        .open()
+        .unwrap();
+    let dir = db.data_dir().to_path_buf();
+    let mut client = db.into_client();
+    client.batch_execute("CREATE TABLE kept (n int)").unwrap();
+    client.batch_execute("DISCARD ALL").unwrap();
+    let row = client
+        .query_one(
+            "SELECT current_setting('work_mem'), current_setting('search_path'), \
+                    current_setting('exit_on_error')",
+            &[],
+        )
+        .unwrap();
+    let settings: (String, String, String) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!(
+        settings,
+        ("1MB".into(), "\"$user\", public".into(), "off".into())
+    );
+    assert!(client.query("SELEC 1", &[]).is_err());
+    assert_eq!(client.execute("SELECT * FROM kept", &[]).unwrap(), 0);
+    assert!(dir.join("PG_VERSION").is_file(), "{}", dir.display());
+    drop(client);
+    assert!(!dir.exists(), "{} still exists after drop", dir.display());
+}
+
 #[test]
 fn builder_database_creates_and_attaches() {
     let dir = tempfile::tempdir().unwrap();
@@ -377,4 +411,34 @@ fn parameter_status_follows_setting_changes() {
 fn builder_without_a_location_is_an_error() {
     let err = Pglite::builder().open().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config);
+}
+
+/// A client that asks the engine's transport for another database than the one the
+/// engine is attached to is refused (SQLSTATE 3D000), not silently given that one.
+#[test]
+fn a_client_asking_the_engine_for_another_database_is_refused() {
+    use pglite::client::{Client, StartupConfig};
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("db");
+    pglite_engine::Template::shared()
+        .unwrap()
+        .clone_into(&dir)
+        .unwrap();
+    let open = || {
+        let options = pglite_engine::WasmEngineOptions::default();
+        pglite::EngineTransport::new(pglite_engine::WasmEngine::open(&dir, &options).unwrap())
+    };
+    let err = Client::connect(open(), &StartupConfig::new("postgres", "other")).unwrap_err();
+    assert_eq!(common::sqlstate(&err), "3D000", "{err}");
+    assert!(
+        err.to_string().contains("\"postgres\", not \"other\""),
+        "{err}"
+    );
+    assert!(err.to_string().contains("builder().database"), "{err}");
+    let mut client = Client::connect(open(), &StartupConfig::new("postgres", "postgres")).unwrap();
+    let name: String = client
+        .query_one("SELECT current_database()::text", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(name, "postgres");
 }

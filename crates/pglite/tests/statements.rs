@@ -15,6 +15,34 @@ fn prepared_on_server(db: &mut Pglite, sql: &str) -> i64 {
     .get(0)
 }
 
+/// Opening a database prepares statements of its own (settings, roles): none of them is
+/// left in the session or in the statement cache for the application to trip over.
+#[test]
+fn a_new_session_holds_no_prepared_statements() {
+    let builders = [
+        Pglite::builder().temporary(),
+        Pglite::builder()
+            .temporary()
+            .username("alice")
+            .database("app")
+            .setting("work_mem", "2MB"),
+    ];
+    for builder in builders {
+        let mut db = builder.open().unwrap();
+        let names = db
+            .exec("SELECT string_agg(name || ': ' || statement, '; ') FROM pg_prepared_statements")
+            .unwrap();
+        assert_eq!(
+            names[0].rows[0][0], None,
+            "left prepared: {:?}",
+            names[0].rows
+        );
+        let one: i32 = scalar(&mut db, "SELECT 1");
+        assert_eq!(one, 1);
+        assert_eq!(prepared_on_server(&mut db, "SELECT 1"), 1);
+    }
+}
+
 #[test]
 fn prepare_then_run_many_times() {
     let mut db = temp();

@@ -1,5 +1,13 @@
+//! Authentication methods, `pg_hba.conf` users and the client's authentication
+//! policy: native PostgreSQL only (`pglite::Server` has one optional password for
+//! every user and is tested by its own crate; the engine has no authentication).
+
+#[cfg(feature = "tokio")]
+use pglite_client::AsyncClient;
 use pglite_client::{Client, ErrorKind, SqlState, StartupConfig, TcpTransport};
 
+#[cfg(feature = "tokio")]
+use crate::async_query::run;
 use crate::support::{self, server};
 
 fn connect_as(
@@ -11,7 +19,7 @@ fn connect_as(
     Client::connect(TcpTransport::connect(server().addr())?, &config)
 }
 
-fn whoami(client: &mut Client<TcpTransport>) -> String {
+fn whoami<T: pglite_client::Transport>(client: &mut Client<T>) -> String {
     client
         .query_one("SELECT current_user::text", &[])
         .unwrap()
@@ -141,13 +149,94 @@ fn unix_socket() {
     let transport =
         pglite_client::UnixTransport::connect_dir(&server().dir, server().port).unwrap();
     let mut client = Client::connect(transport, &StartupConfig::default()).unwrap();
-    assert_eq!(whoami_unix(&mut client), "postgres");
+    assert_eq!(whoami(&mut client), "postgres");
 }
 
-#[cfg(unix)]
-fn whoami_unix(client: &mut Client<pglite_client::UnixTransport>) -> String {
-    client
-        .query_one("SELECT current_user::text", &[])
-        .unwrap()
-        .get(0)
+#[cfg(feature = "tokio")]
+#[test]
+fn async_scram_and_wrong_password() {
+    run(async {
+        let err = AsyncClient::connect_url(&format!(
+            "postgres://{}:wrong@127.0.0.1:{}/postgres",
+            support::SCRAM_USER,
+            server().port
+        ))
+        .await
+        .unwrap_err();
+        assert_eq!(err.code(), Some(&SqlState::INVALID_PASSWORD), "{err}");
+        let client = AsyncClient::connect_url(&format!(
+            "postgres://{}:{}@127.0.0.1:{}/postgres?connect_timeout=5",
+            support::SCRAM_USER,
+            support::SCRAM_PASSWORD
+                .replace('é', "%C3%A9")
+                .replace(' ', "%20"),
+            server().port
+        ))
+        .await
+        .unwrap();
+        client.close().await.unwrap();
+    });
+}
+
+#[cfg(feature = "tokio")]
+#[test]
+fn async_authentication_policy() {
+    run(async {
+        let url = |user: &str, password: &str, extra: &str| {
+            format!(
+                "postgres://{user}:{}@127.0.0.1:{}/postgres?{extra}",
+                password.replace(' ', "%20"),
+                server().port
+            )
+        };
+        // Cleartext over plain TCP: refused, with the way to allow it.
+        let err = AsyncClient::connect_url(&url(
+            support::PLAIN_USER,
+            support::PLAIN_PASSWORD,
+            "sslmode=disable",
+        ))
+        .await
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Authentication, "{err}");
+        assert!(err.to_string().contains("require_auth=password"), "{err}");
+        let mut client = AsyncClient::connect_url(&url(
+            support::PLAIN_USER,
+            support::PLAIN_PASSWORD,
+            "sslmode=disable&require_auth=password",
+        ))
+        .await
+        .unwrap();
+        let row = client
+            .query_one("SELECT current_user::text", &[])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, &str>(0), support::PLAIN_USER);
+
+        // MD5 depends on the cargo feature.
+        let md5 = AsyncClient::connect_url(&url(
+            support::MD5_USER,
+            support::MD5_PASSWORD,
+            "sslmode=disable",
+        ))
+        .await;
+        if cfg!(feature = "md5") {
+            md5.unwrap();
+        } else {
+            let err = md5.unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Authentication, "{err}");
+            assert!(err.to_string().contains("`md5` cargo feature"), "{err}");
+        }
+    });
+}
+
+/// SCRAM-SHA-256 with the server's messages handed over one byte at a time.
+#[test]
+fn scram_one_byte_per_receive() {
+    let transport = crate::split::Trickle::new(TcpTransport::connect(server().addr()).unwrap(), 1);
+    let config = server()
+        .config(support::SCRAM_USER)
+        .password(support::SCRAM_PASSWORD);
+    let mut client = Client::connect(transport, &config).unwrap();
+    crate::split::exercise(&mut client);
+    assert_eq!(whoami(&mut client), support::SCRAM_USER);
 }

@@ -7,7 +7,7 @@ use pglite_client::{BinaryRow, ErrorKind, Interval, ToSql, TransactionStatus, Ty
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::support::connect;
+use crate::connect;
 
 const COLUMNS: &str = "id int4, b bool, s int2, l int8, f4 float4, f8 float8, n numeric, \
                        t text, v varchar(40), by bytea, j jsonb, u uuid, d date, tm time, \

@@ -1,23 +1,13 @@
-use pglite_client::{Client, TcpTransport};
+use pglite_client::{Client, Transport};
 
-use crate::support;
-
-/// Names of the statements prepared in this session (via the simple protocol, which
-/// does not touch the statement cache).
-fn prepared(client: &mut Client<TcpTransport>) -> Vec<String> {
-    let results = client
-        .simple_query("SELECT name FROM pg_prepared_statements ORDER BY name")
-        .unwrap();
-    results[0]
-        .rows
-        .iter()
-        .map(|r| r[0].clone().unwrap())
-        .collect()
+/// Names of the statements this client prepared (see `common::prepared_statements`).
+fn prepared<T: Transport>(client: &mut Client<T>) -> Vec<String> {
+    crate::common::prepared_statements(crate::BACKEND, client)
 }
 
 #[test]
 fn reuse_and_eviction() {
-    let mut client = support::connect();
+    let mut client = crate::connect();
     assert_eq!(client.statement_cache_capacity(), 256);
     assert!(prepared(&mut client).is_empty());
     for i in 0..5i32 {
@@ -62,7 +52,7 @@ fn reuse_and_eviction() {
 
 #[test]
 fn stale_cached_statement_is_replaced() {
-    let mut client = support::connect();
+    let mut client = crate::connect();
     client
         .batch_execute("CREATE TEMP TABLE stale (a int); INSERT INTO stale VALUES (1)")
         .unwrap();
@@ -80,7 +70,7 @@ fn stale_cached_statement_is_replaced() {
 
 #[test]
 fn deallocate_and_discard_behind_the_cache() {
-    let mut client = support::connect();
+    let mut client = crate::connect();
     assert_eq!(
         client.query_one("SELECT 1", &[]).unwrap().get::<_, i32>(0),
         1
@@ -100,7 +90,12 @@ fn deallocate_and_discard_behind_the_cache() {
     );
     // A single statement deallocated by name: the cache notices and re-prepares.
     let name = prepared(&mut client).into_iter().next().unwrap();
-    client.batch_execute(&format!("DEALLOCATE {name}")).unwrap();
+    // By the name the server knows it by (pglite::Server's is private to the
+    // connection; SQL-level DEALLOCATE passes through).
+    let prefix = crate::BACKEND.statement_prefix(client.backend_key());
+    client
+        .batch_execute(&format!("DEALLOCATE \"{prefix}{name}\""))
+        .unwrap();
     assert_eq!(
         client.query_one("SELECT 1", &[]).unwrap().get::<_, i32>(0),
         1

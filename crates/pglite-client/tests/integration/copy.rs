@@ -2,11 +2,9 @@ use std::io::{self, Read};
 
 use pglite_client::{ErrorKind, TransactionStatus};
 
-use crate::support;
-
 #[test]
 fn copy_round_trip_10000_rows() {
-    let mut client = support::connect();
+    let mut client = crate::connect();
     client
         .batch_execute("CREATE TEMP TABLE cp (id int, name text, score float8)")
         .unwrap();
@@ -51,7 +49,7 @@ fn copy_round_trip_10000_rows() {
 
 #[test]
 fn copy_errors_leave_the_connection_usable() {
-    let mut client = support::connect();
+    let mut client = crate::connect();
     client
         .batch_execute("CREATE TEMP TABLE cpe (id int)")
         .unwrap();

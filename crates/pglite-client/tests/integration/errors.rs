@@ -1,10 +1,8 @@
 use pglite_client::{ErrorKind, ErrorPosition, SqlState, TransactionStatus};
 
-use crate::support;
-
 #[test]
 fn syntax_error_fields_and_display() {
-    let mut client = support::connect();
+    let mut client = crate::connect();
     for via_simple in [false, true] {
         let err = if via_simple {
             client.simple_query("SELEC 1").unwrap_err()
@@ -45,7 +43,7 @@ fn syntax_error_fields_and_display() {
 
 #[test]
 fn constraint_violation_fields() {
-    let mut client = support::connect();
+    let mut client = crate::connect();
     client
         .batch_execute(
             "CREATE TEMP TABLE uv (id int CONSTRAINT uv_pkey PRIMARY KEY, v int CHECK (v > 0));
@@ -81,7 +79,7 @@ fn constraint_violation_fields() {
 
 #[test]
 fn errors_in_every_phase_leave_the_connection_usable() {
-    let mut client = support::connect();
+    let mut client = crate::connect();
     // Error while rows are already streaming.
     let err = client
         .query("SELECT 10 / (5 - g) FROM generate_series(1, 10) g", &[])
@@ -136,7 +134,7 @@ fn errors_in_every_phase_leave_the_connection_usable() {
 
 #[test]
 fn notices_reach_the_handler() {
-    let mut client = support::connect();
+    let mut client = crate::connect();
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = seen.clone();
     client.set_notice_handler(move |notice| {
@@ -155,33 +153,4 @@ fn notices_reach_the_handler() {
             ("WARNING".to_owned(), "careful".to_owned())
         ]
     );
-}
-
-#[test]
-fn server_termination_is_reported_and_closes_the_client() {
-    let mut victim = support::connect();
-    let pid = victim.backend_key().unwrap().0;
-    let mut killer = support::connect();
-    killer
-        .query_one("SELECT pg_terminate_backend($1)", &[&pid])
-        .unwrap();
-    // pg_terminate_backend does not wait for the backend to exit.
-    let mut attempts = 0;
-    let err = loop {
-        match victim.query("SELECT 1", &[]) {
-            Err(e) => break e,
-            Ok(_) if attempts < 100 => {
-                attempts += 1;
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            Ok(_) => panic!("the terminated backend kept answering"),
-        }
-    };
-    assert!(
-        err.kind() == ErrorKind::Io || err.code() == Some(&SqlState::ADMIN_SHUTDOWN),
-        "{err:?}"
-    );
-    assert!(victim.is_closed());
-    let err = victim.query("SELECT 1", &[]).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Closed);
 }

@@ -1,10 +1,8 @@
 use serde_json::json;
 
-use crate::support;
-
 #[test]
 fn row_to_json() {
-    let mut client = support::connect();
+    let mut client = crate::connect();
     client.batch_execute("SET TimeZone = 'UTC'").unwrap();
     let row = client
         .query_one(

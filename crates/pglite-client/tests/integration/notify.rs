@@ -1,41 +1,30 @@
-use crate::support;
+//! Notifications a session sends itself, queued during ordinary calls. Between two
+//! clients: `sockets.rs`.
 
 #[test]
-fn listen_notify_between_two_clients() {
-    let mut listener = support::connect();
-    let mut notifier = support::connect();
-    listener
-        .batch_execute("LISTEN chan_a; LISTEN \"Chan B\"")
+fn own_notifications_are_queued_for_notifications() {
+    let mut client = crate::connect();
+    client
+        .batch_execute("LISTEN self; LISTEN \"Self B\"")
         .unwrap();
-    notifier.batch_execute("NOTIFY chan_a, 'first'").unwrap();
-    notifier
-        .execute("SELECT pg_notify('Chan B', $1)", &[&"second ✓"])
+    client.batch_execute("NOTIFY self, 'me'").unwrap();
+    client
+        .execute("SELECT pg_notify('Self B', $1)", &[&"second ✓"])
         .unwrap();
-    notifier
-        .batch_execute("NOTIFY chan_other, 'ignored'")
-        .unwrap();
+    client.batch_execute("NOTIFY other, 'ignored'").unwrap();
+    let own = client.notifications();
+    assert_eq!(own.len(), 2, "{own:?}");
+    assert_eq!((own[0].channel(), own[0].payload()), ("self", "me"));
+    assert_eq!((own[1].channel(), own[1].payload()), ("Self B", "second ✓"));
+    assert_eq!(own[0].process_id(), client.backend_key().unwrap().0);
+    assert!(client.notifications().is_empty());
+    assert!(client.poll_notifications().unwrap().is_empty());
 
-    let mut got = Vec::new();
-    for _ in 0..50 {
-        got.extend(listener.poll_notifications().unwrap());
-        if got.len() >= 2 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    assert_eq!(got.len(), 2, "{got:?}");
-    let notifier_pid = notifier.backend_key().unwrap().0;
-    assert_eq!(got[0].channel(), "chan_a");
-    assert_eq!(got[0].payload(), "first");
-    assert_eq!(got[0].process_id(), notifier_pid);
-    assert_eq!(got[1].channel(), "Chan B");
-    assert_eq!(got[1].payload(), "second ✓");
-
-    // Notifications that arrive during an ordinary call are queued for notifications().
-    listener.batch_execute("LISTEN self").unwrap();
-    listener.batch_execute("NOTIFY self, 'me'").unwrap();
-    let own = listener.notifications();
-    assert_eq!(own.len(), 1);
-    assert_eq!(own[0].payload(), "me");
-    assert!(listener.notifications().is_empty());
+    // UNLISTEN stops them; a notification inside a rolled-back transaction is never sent.
+    client.batch_execute("UNLISTEN self").unwrap();
+    client.batch_execute("NOTIFY self, 'unheard'").unwrap();
+    client
+        .batch_execute("BEGIN; NOTIFY \"Self B\", 'rolled back'; ROLLBACK")
+        .unwrap();
+    assert!(client.poll_notifications().unwrap().is_empty());
 }

@@ -2,7 +2,7 @@
 
 use pglite_client::{BatchOutcome, ErrorKind, TransactionStatus};
 
-use crate::support::server;
+use crate::common::CountingTransport;
 
 fn code(outcome: &BatchOutcome) -> String {
     match outcome {
@@ -15,7 +15,7 @@ fn code(outcome: &BatchOutcome) -> String {
 
 #[test]
 fn a_batch_is_one_write_and_one_round_trip() {
-    let mut client = server().connect_counting();
+    let mut client = crate::connect_with(CountingTransport::new);
     client
         .batch_execute("CREATE TEMP TABLE pl (id int PRIMARY KEY, name text)")
         .unwrap();
@@ -62,7 +62,7 @@ fn a_batch_is_one_write_and_one_round_trip() {
 
 #[test]
 fn a_failure_skips_the_rest_of_its_segment_and_rolls_it_back() {
-    let mut client = server().connect();
+    let mut client = crate::connect();
     client
         .batch_execute("CREATE TEMP TABLE seg (id int PRIMARY KEY)")
         .unwrap();
@@ -144,7 +144,7 @@ fn a_failure_skips_the_rest_of_its_segment_and_rolls_it_back() {
 
 #[test]
 fn bad_statements_are_refused_when_added() {
-    let mut client = server().connect();
+    let mut client = crate::connect();
     let mut batch = client.pipeline();
     batch.add("SELECT $1::int", &[&1i32]).unwrap();
     let err = batch.add("SELECT $1::int", &[]).unwrap_err();

@@ -1,19 +1,29 @@
-//! Messages split at arbitrary byte boundaries (and many messages per receive).
+//! Messages split at arbitrary byte boundaries (and many messages per receive), and
+//! the order in which the client writes and reads.
 
 use bytes::BytesMut;
-use pglite_client::{Client, Error, TcpTransport, Transport, Type};
-
-use crate::support::{self, server};
+use pglite_client::{Client, Error, Transport, Type};
 
 /// Wraps a transport and hands its output back at most `step` bytes per `receive`.
-struct Trickle {
-    inner: TcpTransport,
+pub(crate) struct Trickle<T> {
+    inner: T,
     pending: BytesMut,
     step: usize,
     receives: usize,
 }
 
-impl Transport for Trickle {
+impl<T> Trickle<T> {
+    pub(crate) fn new(inner: T, step: usize) -> Self {
+        Trickle {
+            inner,
+            pending: BytesMut::new(),
+            step,
+            receives: 0,
+        }
+    }
+}
+
+impl<T: Transport> Transport for Trickle<T> {
     fn send(&mut self, bytes: &[u8]) -> Result<(), Error> {
         self.inner.send(bytes)
     }
@@ -33,30 +43,7 @@ impl Transport for Trickle {
     }
 }
 
-/// Collects the whole reply before handing it over, like an in-process engine.
-struct Whole {
-    inner: TcpTransport,
-}
-
-impl Transport for Whole {
-    fn send(&mut self, bytes: &[u8]) -> Result<(), Error> {
-        self.inner.send(bytes)
-    }
-
-    fn receive(&mut self, buf: &mut BytesMut) -> Result<(), Error> {
-        self.inner.receive(buf)?;
-        // Give the server a moment to produce the rest, then take all there is.
-        std::thread::sleep(std::time::Duration::from_millis(2));
-        self.inner.stream().set_nonblocking(true).unwrap();
-        let mut more = BytesMut::new();
-        while self.inner.receive(&mut more).is_ok() {}
-        self.inner.stream().set_nonblocking(false).unwrap();
-        buf.extend_from_slice(&more);
-        Ok(())
-    }
-}
-
-fn exercise<T: Transport>(client: &mut Client<T>) {
+pub(crate) fn exercise<T: Transport>(client: &mut Client<T>) {
     let results = client
         .simple_query("SELECT 'x' AS a, 2 AS b; SELECT generate_series(1, 3)")
         .unwrap();
@@ -121,52 +108,24 @@ fn exercise_streams<T: Transport>(client: &mut Client<T>) {
 
 #[test]
 fn one_byte_per_receive() {
-    let config = server().config("postgres");
     for step in [1, 2, 3, 7, 1000] {
-        let transport = Trickle {
-            inner: TcpTransport::connect(server().addr()).unwrap(),
-            pending: BytesMut::new(),
-            step,
-            receives: 0,
-        };
-        let mut client = Client::connect(transport, &config).unwrap();
+        let mut client = crate::connect_with(|raw| Trickle::new(raw, step));
         exercise(&mut client);
         if step == 1 {
             assert!(client.transport_mut().receives > 1000);
         }
     }
-    // SCRAM authentication one byte at a time, too.
-    let transport = Trickle {
-        inner: TcpTransport::connect(server().addr()).unwrap(),
-        pending: BytesMut::new(),
-        step: 1,
-        receives: 0,
-    };
-    let config = server()
-        .config(support::SCRAM_USER)
-        .password(support::SCRAM_PASSWORD);
-    let mut client = Client::connect(transport, &config).unwrap();
-    exercise(&mut client);
-}
-
-#[test]
-fn whole_replies_at_once() {
-    let transport = Whole {
-        inner: TcpTransport::connect(server().addr()).unwrap(),
-    };
-    let mut client = Client::connect(transport, &server().config("postgres")).unwrap();
-    exercise(&mut client);
 }
 
 /// Checks that a COPY FROM STDIN stream is written completely (through CopyDone or
 /// CopyFail) before the client asks for any reply, as the in-process engine needs.
-struct StrictCopy {
-    inner: TcpTransport,
+struct StrictCopy<T> {
+    inner: T,
     sent: Vec<u8>,
     connected: bool,
 }
 
-impl StrictCopy {
+impl<T> StrictCopy<T> {
     /// Walks the frontend messages sent so far: panics if a COPY FROM STDIN query is
     /// not followed by CopyDone/CopyFail.
     fn check(&self) {
@@ -206,7 +165,7 @@ impl StrictCopy {
     }
 }
 
-impl Transport for StrictCopy {
+impl<T: Transport> Transport for StrictCopy<T> {
     fn send(&mut self, bytes: &[u8]) -> Result<(), Error> {
         if self.connected {
             self.sent.extend_from_slice(bytes);
@@ -222,12 +181,11 @@ impl Transport for StrictCopy {
 
 #[test]
 fn copy_in_writes_everything_before_reading() {
-    let transport = StrictCopy {
-        inner: TcpTransport::connect(server().addr()).unwrap(),
+    let mut client = crate::connect_with(|inner| StrictCopy {
+        inner,
         sent: Vec::new(),
         connected: false,
-    };
-    let mut client = Client::connect(transport, &server().config("postgres")).unwrap();
+    });
     client.transport_mut().connected = true;
     client
         .batch_execute("CREATE TEMP TABLE strict_t (v int)")

@@ -2,7 +2,8 @@
 
 use pglite_client::{ErrorKind, SimpleQueryMessage, TransactionStatus};
 
-use crate::support::{connect, server};
+use crate::common::CountingTransport;
+use crate::connect;
 
 #[test]
 fn query_raw_streams_rows_and_reports_the_tag() {
@@ -118,9 +119,9 @@ fn simple_query_raw_yields_descriptions_rows_and_completions() {
     let mut client = connect();
     let messages: Vec<SimpleQueryMessage> = client
         .simple_query_raw(
-            "CREATE TEMP TABLE sq (a int, b text); \
-             INSERT INTO sq VALUES (1, 'one'), (2, NULL); \
-             SELECT a, b FROM sq ORDER BY a; \
+            "CREATE TEMP TABLE sqr (a int, b text); \
+             INSERT INTO sqr VALUES (1, 'one'), (2, NULL); \
+             SELECT a, b FROM sqr ORDER BY a; \
              SELECT 1 WHERE false",
         )
         .unwrap()
@@ -189,7 +190,7 @@ fn expected_round_trips(rows: u32, fetch: u32) -> usize {
 
 #[test]
 fn cursors_fetch_in_batches_of_the_fetch_size() {
-    let mut client = server().connect_counting();
+    let mut client = crate::connect_with(CountingTransport::new);
     let stmt = client
         .prepare("SELECT g, 'row ' || g FROM generate_series(1, $1) g")
         .unwrap();
@@ -240,14 +241,13 @@ fn cursors_stop_early_close_their_portal_and_need_a_transaction() {
         .collect();
     assert_eq!(first.len(), 150);
     assert_eq!(first[149], 150);
-    // The portal was closed with the next request (the one below).
-    let open: i64 = tx
-        .query_one(
-            "SELECT count(*) FROM pg_cursors WHERE name LIKE 'pglite_p%'",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    // The portal was closed with the next request (the one below). pglite::Server
+    // names it after the connection, like statements.
+    let portals = format!(
+        "SELECT count(*) FROM pg_cursors WHERE starts_with(name, '{}pglite_p')",
+        crate::BACKEND.statement_prefix(tx.backend_key())
+    );
+    let open: i64 = tx.query_one(&*portals, &[]).unwrap().get(0);
     assert_eq!(open, 0);
 
     // SQL-level cursors through the simple-query stream.

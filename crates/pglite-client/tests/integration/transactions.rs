@@ -1,8 +1,6 @@
-use pglite_client::{ErrorKind, TransactionStatus};
+use pglite_client::{Client, ErrorKind, TransactionStatus, Transport};
 
-use crate::support;
-
-fn count(client: &mut pglite_client::Client<pglite_client::TcpTransport>, table: &str) -> i64 {
+fn count<T: Transport>(client: &mut Client<T>, table: &str) -> i64 {
     client
         .query_one(&*format!("SELECT count(*) FROM {table}"), &[])
         .unwrap()
@@ -11,44 +9,44 @@ fn count(client: &mut pglite_client::Client<pglite_client::TcpTransport>, table:
 
 #[test]
 fn commit_rollback_and_drop() {
-    let mut client = support::connect();
+    let mut client = crate::connect();
     client
-        .batch_execute("CREATE TEMP TABLE tx (v int)")
+        .batch_execute("CREATE TEMP TABLE txn (v int)")
         .unwrap();
 
     let mut tx = client.transaction().unwrap();
-    tx.execute("INSERT INTO tx VALUES ($1)", &[&1i32]).unwrap();
+    tx.execute("INSERT INTO txn VALUES ($1)", &[&1i32]).unwrap();
     assert_eq!(tx.transaction_status(), TransactionStatus::InTransaction);
     tx.commit().unwrap();
-    assert_eq!(count(&mut client, "tx"), 1);
+    assert_eq!(count(&mut client, "txn"), 1);
 
     let mut tx = client.transaction().unwrap();
-    tx.execute("INSERT INTO tx VALUES ($1)", &[&2i32]).unwrap();
+    tx.execute("INSERT INTO txn VALUES ($1)", &[&2i32]).unwrap();
     tx.rollback().unwrap();
-    assert_eq!(count(&mut client, "tx"), 1);
+    assert_eq!(count(&mut client, "txn"), 1);
 
     {
         let mut tx = client.transaction().unwrap();
-        tx.execute("INSERT INTO tx VALUES ($1)", &[&3i32]).unwrap();
-        assert_eq!(tx.query("SELECT * FROM tx", &[]).unwrap().len(), 2);
+        tx.execute("INSERT INTO txn VALUES ($1)", &[&3i32]).unwrap();
+        assert_eq!(tx.query("SELECT * FROM txn", &[]).unwrap().len(), 2);
         // dropped without commit
     }
     assert_eq!(client.transaction_status(), TransactionStatus::Idle);
-    assert_eq!(count(&mut client, "tx"), 1);
+    assert_eq!(count(&mut client, "txn"), 1);
 
     // A failed transaction: commit reports the rollback.
     let mut tx = client.transaction().unwrap();
-    tx.execute("INSERT INTO tx VALUES ($1)", &[&4i32]).unwrap();
+    tx.execute("INSERT INTO txn VALUES ($1)", &[&4i32]).unwrap();
     assert!(tx.execute("SELECT 1/0", &[]).is_err());
     let err = tx.commit().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::RolledBack);
     assert_eq!(client.transaction_status(), TransactionStatus::Idle);
-    assert_eq!(count(&mut client, "tx"), 1);
+    assert_eq!(count(&mut client, "txn"), 1);
 }
 
 #[test]
 fn savepoints() {
-    let mut client = support::connect();
+    let mut client = crate::connect();
     client
         .batch_execute("CREATE TEMP TABLE sp (v int)")
         .unwrap();

@@ -2,15 +2,13 @@ use std::fmt::Debug;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use pglite_client::rust_decimal::Decimal;
-use pglite_client::{Client, ErrorKind, FromSql, Interval, TcpTransport, ToSql};
+use pglite_client::{Client, ErrorKind, FromSql, Interval, ToSql, Transport};
 use serde_json::json;
-
-use crate::support;
 
 /// `value` goes in as a parameter of `sql_type` and must come back equal; NULL comes
 /// back as `None`; and `Row::get_text` must render it exactly as the server's own
 /// text output does.
-fn round_trip<T>(client: &mut Client<TcpTransport>, sql_type: &str, value: T)
+fn round_trip<R: Transport, T>(client: &mut Client<R>, sql_type: &str, value: T)
 where
     T: ToSql + Sync + for<'a> FromSql<'a> + PartialEq + Debug,
 {
@@ -42,7 +40,7 @@ fn d(s: &str) -> Decimal {
 
 #[test]
 fn scalar_round_trips() {
-    let mut c = support::connect();
+    let mut c = crate::connect();
     c.batch_execute("SET TimeZone = 'UTC'").unwrap();
     round_trip(&mut c, "bool", true);
     round_trip(&mut c, "bool", false);
@@ -99,7 +97,7 @@ fn scalar_round_trips() {
 
 #[test]
 fn array_round_trips() {
-    let mut c = support::connect();
+    let mut c = crate::connect();
     c.batch_execute("SET TimeZone = 'UTC'").unwrap();
     round_trip(&mut c, "bool[]", vec![true, false]);
     round_trip(&mut c, "int2[]", vec![1i16, -2]);
@@ -172,7 +170,7 @@ fn array_round_trips() {
 
 #[test]
 fn special_values_render_like_the_server() {
-    let mut c = support::connect();
+    let mut c = crate::connect();
     c.batch_execute("SET TimeZone = 'UTC'").unwrap();
     for (value, ty) in [
         ("NaN", "float8"),
@@ -208,7 +206,7 @@ fn special_values_render_like_the_server() {
 
 #[test]
 fn text_format_columns() {
-    let mut c = support::connect();
+    let mut c = crate::connect();
     c.batch_execute("DROP TYPE IF EXISTS mood CASCADE; CREATE TYPE mood AS ENUM ('sad', 'happy');")
         .unwrap_or(());
     let row = c
@@ -257,14 +255,14 @@ fn text_format_columns() {
 #[test]
 #[should_panic(expected = "is NULL")]
 fn get_panics_clearly_on_null() {
-    let mut c = support::connect();
+    let mut c = crate::connect();
     let row = c.query_one("SELECT NULL::int4", &[]).unwrap();
     let _: i32 = row.get(0);
 }
 
 #[test]
 fn user_defined_types_are_described() {
-    let mut c = support::connect();
+    let mut c = crate::connect();
     c.batch_execute(
         "CREATE DOMAIN posint AS int4 CHECK (VALUE > 0);
          CREATE TYPE pair AS (a int4, b text);

@@ -2,8 +2,6 @@
 //! server sends. The byte-level cases are unit tests beside the fixes (protocol.rs,
 //! text.rs, row.rs).
 
-mod support;
-
 use pglite_client::ErrorKind;
 use pglite_client::rust_decimal::Decimal;
 
@@ -11,7 +9,7 @@ use pglite_client::rust_decimal::Decimal;
 /// `Decimal` is now a conversion error and the value is still there as text.
 #[test]
 fn numerics_beyond_decimal_are_a_conversion_error() {
-    let mut client = support::connect();
+    let mut client = crate::connect();
     let row = client
         .query_one(
             "SELECT 1e32::numeric AS big, ARRAY[1, 1e36]::numeric[] AS bigs, \

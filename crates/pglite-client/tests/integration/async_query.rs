@@ -1,22 +1,16 @@
-//! The async driver's streams, cursors, pipelines and retried transactions against the
-//! native PostgreSQL server.
-#![cfg(feature = "tokio")]
+//! The async driver's streams, cursors, pipelines and retried transactions, against a
+//! server reached over a socket (native PostgreSQL or `pglite::Server`). Retries of
+//! real serialization failures need two backends at once: `separate_backends.rs`.
 
-mod support;
-
-use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pglite_client::{
-    AsyncClient, AsyncTransaction, BatchOutcome, ErrorKind, IsolationLevel, RetryPolicy,
-    SimpleQueryMessage, TransactionStatus, Type,
+    AsyncClient, AsyncTransaction, BatchOutcome, ErrorKind, RetryPolicy, SimpleQueryMessage,
+    TransactionStatus, Type,
 };
-use support::server;
 
-fn run<F: Future>(future: F) -> F::Output {
+pub(crate) fn run<F: std::future::Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -24,9 +18,8 @@ fn run<F: Future>(future: F) -> F::Output {
         .block_on(future)
 }
 
-async fn connect() -> AsyncClient {
-    let url = format!("postgres://postgres@127.0.0.1:{}/postgres", server().port);
-    AsyncClient::connect_url(&url).await.unwrap()
+pub(crate) async fn connect() -> AsyncClient {
+    AsyncClient::connect_url(&crate::async_url()).await.unwrap()
 }
 
 /// The next item through the `futures_core::Stream` implementation.
@@ -197,130 +190,23 @@ fn pipelines_report_each_statement() {
     });
 }
 
-/// A write-skew table `name`: each transaction sums one class and inserts into the
-/// other.
-fn skew_setup(name: &str) -> String {
-    format!(
-        "DROP TABLE IF EXISTS {name}; CREATE TABLE {name} (class int, value int8); \
-         INSERT INTO {name} VALUES (1, 10), (1, 20), (2, 100), (2, 200)"
-    )
-}
-
-/// The other transaction of the write skew, committed while the first is open.
-fn skew_other(name: &str) -> String {
-    format!(
-        "BEGIN ISOLATION LEVEL SERIALIZABLE; \
-         INSERT INTO {name} SELECT 1, sum(value) FROM {name} WHERE class = 2; COMMIT"
-    )
-}
-
-fn skew_policy() -> RetryPolicy {
-    RetryPolicy::new(3)
-        .backoff(Duration::from_millis(1), Duration::from_millis(5))
-        .isolation(IsolationLevel::Serializable)
-}
-
-async fn skew_total(client: &mut AsyncClient, name: &str) -> i64 {
-    let total = client
-        .query_one(&format!("SELECT sum(value)::int8 FROM {name}"), &[])
-        .await
-        .unwrap()
-        .get(0);
-    client
-        .batch_execute(&format!("DROP TABLE {name}"))
-        .await
-        .unwrap();
-    total
-}
-
 #[test]
-fn with_transaction_retries_a_real_serialization_failure_in_a_spawned_task() {
+fn with_transaction_local_returns_other_errors_and_refuses_nesting() {
     run(async {
         let mut a = connect().await;
-        a.batch_execute(&skew_setup("askew_spawned")).await.unwrap();
-        let other = Arc::new(Mutex::new(Some(connect().await)));
-        let attempts = Arc::new(AtomicU32::new(0));
-        let counter = attempts.clone();
-        // Spawned: the future of with_transaction is Send.
-        let task = tokio::spawn(async move {
-            let result = a
-                .with_transaction(&skew_policy(), move |tx| {
-                    let attempts = counter.clone();
-                    let other = other.clone();
-                    Box::pin(async move {
-                        let attempt = attempts.fetch_add(1, Ordering::SeqCst) + 1;
-                        let sum: i64 = tx
-                            .query_one(
-                                "SELECT sum(value)::int8 FROM askew_spawned WHERE class = 1",
-                                &[],
-                            )
-                            .await?
-                            .get(0);
-                        if attempt == 1 {
-                            let mut b = other.lock().unwrap().take().unwrap();
-                            b.batch_execute(&skew_other("askew_spawned")).await?;
-                        }
-                        tx.execute("INSERT INTO askew_spawned VALUES (2, $1)", &[&sum])
-                            .await?;
-                        Ok(sum)
-                    })
-                })
-                .await;
-            (a, result)
-        });
-        let (mut a, result) = task.await.unwrap();
-        assert_eq!(result.unwrap(), 330);
-        assert_eq!(attempts.load(Ordering::SeqCst), 2);
-        assert_eq!(
-            skew_total(&mut a, "askew_spawned").await,
-            10 + 20 + 300 + 100 + 200 + 330
-        );
-    });
-}
-
-#[test]
-fn with_transaction_local_borrows_and_retries() {
-    run(async {
-        let mut a = connect().await;
-        let mut b = connect().await;
-        a.batch_execute(&skew_setup("askew_local")).await.unwrap();
-        let mut attempts = 0u32;
-        let sum = a
-            .with_transaction_local(&skew_policy(), async |tx: &mut AsyncTransaction<'_>| {
-                attempts += 1;
-                let sum: i64 = tx
-                    .query_one(
-                        "SELECT sum(value)::int8 FROM askew_local WHERE class = 1",
-                        &[],
-                    )
-                    .await?
-                    .get(0);
-                if attempts == 1 {
-                    b.batch_execute(&skew_other("askew_local")).await?;
-                }
-                tx.execute("INSERT INTO askew_local VALUES (2, $1)", &[&sum])
-                    .await?;
-                Ok(sum)
-            })
-            .await
-            .unwrap();
-        assert_eq!(sum, 330);
-        assert_eq!(attempts, 2);
-        assert_eq!(
-            skew_total(&mut a, "askew_local").await,
-            10 + 20 + 300 + 100 + 200 + 330
-        );
-
-        // Not retried: other errors; refused inside a transaction.
+        // Not retried: other errors.
+        let policy =
+            RetryPolicy::new(3).backoff(Duration::from_millis(1), Duration::from_millis(5));
         let mut calls = 0;
         let err = a
-            .with_transaction_local(&skew_policy(), async |tx: &mut AsyncTransaction<'_>| {
+            .with_transaction_local(&policy, async |tx: &mut AsyncTransaction<'_>| {
                 calls += 1;
                 tx.execute("SELECT 1/0", &[]).await
             })
             .await
             .unwrap_err();
         assert_eq!((calls, err.code().unwrap().code()), (1, "22012"));
+        // Refused inside a transaction.
         let mut tx = a.transaction().await.unwrap();
         let err = tx
             .with_transaction(&RetryPolicy::default(), |_| Box::pin(async { Ok(()) }))
