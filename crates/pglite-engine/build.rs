@@ -92,8 +92,7 @@ fn precompile(module_path: &Path, module_sha256: &str, artifact: &Path) -> Resul
     }
     let prepared = prepare_module(&wasm).map_err(|e| e.to_string())?;
     let prepared_sha256 = sha256_hex(&prepared);
-    let engine =
-        wasmtime::Engine::new(&engine_config()).map_err(|e| format!("Wasmtime: {e:#}"))?;
+    let engine = wasmtime::Engine::new(&engine_config()).map_err(|e| format!("Wasmtime: {e:#}"))?;
     let key = ArtifactKey::new(&engine, module_sha256);
     let record_path = record_path(artifact);
 

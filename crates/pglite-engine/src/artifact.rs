@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 use wasmtime::{Config, Engine, OptLevel};
 
-use crate::module::{DEFAULT_STACK_PAGES, ModuleError, REWRITE_VERSION, patch_settings, rewrite_module};
+use crate::module::{
+    DEFAULT_STACK_PAGES, ModuleError, REWRITE_VERSION, patch_settings, rewrite_module,
+};
 
 /// Deepest native stack that guest code may use before Wasmtime traps. It must stay
 /// below the relocated guest stack (8 MiB) so that deep recursion traps cleanly rather
@@ -116,6 +118,8 @@ pub struct ArtifactRecord {
 
 impl ArtifactRecord {
     /// The record file's text for an artifact made under `key`.
+    // Only the build script writes records; the library reads them.
+    #[allow(dead_code)]
     pub fn render(&self, key: &ArtifactKey) -> String {
         format!(
             "{}prepared-sha256 {}\nartifact-size {}\nartifact-sha256 {}\n",
@@ -131,7 +135,9 @@ impl ArtifactRecord {
         };
         let mut lines = rest.lines();
         let mut field = |name: &str| -> Result<String, String> {
-            let line = lines.next().ok_or_else(|| format!("the record has no {name}"))?;
+            let line = lines
+                .next()
+                .ok_or_else(|| format!("the record has no {name}"))?;
             line.strip_prefix(name)
                 .and_then(|value| value.strip_prefix(' '))
                 .map(str::to_string)
@@ -179,7 +185,11 @@ fn first_difference(expected: &str, found: &str) -> String {
     for want in expected.lines() {
         match found_lines.next() {
             Some(got) if got == want => {}
-            Some(got) => return format!("made for another engine or module: {got:?}, this one has {want:?}"),
+            Some(got) => {
+                return format!(
+                    "made for another engine or module: {got:?}, this one has {want:?}"
+                );
+            }
             None => return format!("the record ends before {want:?}"),
         }
     }

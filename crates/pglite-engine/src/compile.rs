@@ -357,7 +357,10 @@ mod tests {
         let refused = |damage: &dyn Fn(&mut Vec<u8>, &mut String), expected: &str| {
             let (result, cached) = offer(damage);
             let why = result.expect_err(expected);
-            assert!(why.contains(expected), "{why:?} should mention {expected:?}");
+            assert!(
+                why.contains(expected),
+                "{why:?} should mention {expected:?}"
+            );
             assert!(!cached, "{expected}: nothing may reach the cache");
         };
         refused(
@@ -392,10 +395,12 @@ mod tests {
 
     #[test]
     fn a_module_compiled_with_another_configuration_is_refused_by_wasmtime() {
-        // A real compiled module (empty) of an engine without exception handling, with a
-        // record that claims our key: only Wasmtime's own check can catch it.
-        let mut other = wasmtime::Config::new();
-        other.wasm_exceptions(false);
+        // A real compiled module (empty) of an engine with another memory reservation
+        // (a setting Wasmtime requires to be equal; a module made with fewer wasm
+        // features would be accepted), with a record that claims our key: only
+        // Wasmtime's own check can catch it.
+        let mut other = engine_config();
+        other.memory_reservation(1 << 24);
         let foreign = Engine::new(&other)
             .unwrap()
             .precompile_module(&wasm_encoder::Module::new().finish())

@@ -55,8 +55,7 @@ fn an_empty_cache_is_filled_from_the_build_time_module_without_compiling() {
     let cache = tempfile::tempdir().unwrap();
     let modules = cache.path().join("modules");
 
-    let compiled =
-        CompiledRuntime::load_with(runtime.clone(), &modules, Some(artifact())).unwrap();
+    let compiled = CompiledRuntime::load_with(runtime.clone(), &modules, Some(artifact())).unwrap();
     assert_eq!(compiled.source(), ModuleSource::BuildArtifact);
     let files = cached_modules(&modules);
     assert_eq!(files.len(), 1, "one artifact in the cache: {files:?}");
