@@ -10,6 +10,13 @@
 //!    stored in the user cache for later builds.
 //!
 //! The archive's SHA-256 is checked in every case.
+//!
+//! The module `pglite.wasi` is also taken out of the archive, checked against
+//! `MODULE_SHA256` and written to `OUT_DIR/pglite.wasi`, for build scripts of
+//! dependents that prepare it ahead of time (pglite-engine compiles it): this
+//! package has `links = "pglite-runtime"`, so they read the path from
+//! `DEP_PGLITE_RUNTIME_MODULE_PATH` and the pinned hash from
+//! `DEP_PGLITE_RUNTIME_MODULE_SHA256`.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -26,7 +33,7 @@ mod pins {
 }
 include!("src/cache_dir.rs");
 
-use pins::{ARCHIVE_SHA256, RUNTIME_VERSION};
+use pins::{ARCHIVE_SHA256, MODULE_SHA256, RUNTIME_VERSION};
 
 /// Environment variable naming an archive or wheel to use instead of fetching.
 const ARCHIVE_ENV: &str = "PGLITE_RUNTIME_ARCHIVE";
@@ -38,6 +45,10 @@ const WHEEL_FILE: &str = "pytest_pglite-0.4.1-py3-none-any.whl";
 const WHEEL_SHA256: &str = "9255fa16d698c119e1f4d6413c815c80bc4f4a925027791a8c0480c172205cee";
 /// Name of the file that `OUT_DIR` receives (the library includes it).
 const OUT_FILE: &str = "pglite-runtime.tar.xz";
+/// The module inside the archive.
+const MODULE_ENTRY: &str = "tmp/pglite/bin/pglite.wasi";
+/// Name of the module's copy in `OUT_DIR`, for dependents' build scripts.
+const MODULE_OUT_FILE: &str = "pglite.wasi";
 
 fn archive_file_name() -> String {
     format!("pglite-{RUNTIME_VERSION}.tar.xz")
@@ -80,12 +91,53 @@ fn main() {
         Err(report) => panic!("{report}"),
     };
 
-    let dest = out_dir.join(OUT_FILE);
-    // Leave an identical file alone so that the library is not rebuilt.
-    if fs::read(&dest).ok().as_deref() != Some(&archive[..]) {
-        fs::write(&dest, &archive)
+    write_if_changed(&out_dir.join(OUT_FILE), &archive);
+
+    let module = extract_module(&archive).unwrap_or_else(|why| panic!("pglite-assets: {why}"));
+    let module_path = out_dir.join(MODULE_OUT_FILE);
+    write_if_changed(&module_path, &module);
+    println!("cargo:module_path={}", module_path.display());
+    println!("cargo:module_sha256={MODULE_SHA256}");
+}
+
+/// Writes `bytes` to `dest` unless it already holds them, so that nothing that
+/// depends on the file is rebuilt for an identical copy.
+fn write_if_changed(dest: &Path, bytes: &[u8]) {
+    if fs::read(dest).ok().as_deref() != Some(bytes) {
+        fs::write(dest, bytes)
             .unwrap_or_else(|e| panic!("pglite-assets: cannot write {}: {e}", dest.display()));
     }
+}
+
+/// Takes the module out of the (verified) archive and checks its SHA-256.
+fn extract_module(archive: &[u8]) -> Result<Vec<u8>, String> {
+    let mut tar_bytes = Vec::with_capacity(archive.len() * 6);
+    lzma_rs::xz_decompress(&mut &archive[..], &mut tar_bytes)
+        .map_err(|e| format!("cannot decompress the runtime archive: {e}"))?;
+    let mut tar = tar::Archive::new(&tar_bytes[..]);
+    let entries = tar
+        .entries()
+        .map_err(|e| format!("cannot read the runtime archive: {e}"))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| format!("cannot read the runtime archive: {e}"))?;
+        let path = entry.path_bytes();
+        let path = String::from_utf8_lossy(&path);
+        if path.trim_start_matches("./") != MODULE_ENTRY {
+            continue;
+        }
+        let mut module = Vec::new();
+        entry
+            .read_to_end(&mut module)
+            .map_err(|e| format!("cannot read {MODULE_ENTRY} from the runtime archive: {e}"))?;
+        let actual = sha256_hex(&module);
+        if actual != MODULE_SHA256 {
+            return Err(format!(
+                "{MODULE_ENTRY} in the runtime archive has SHA-256 {actual}, expected {MODULE_SHA256}"
+            ));
+        }
+        return Ok(module);
+    }
+    Err(format!("the runtime archive has no {MODULE_ENTRY}"))
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

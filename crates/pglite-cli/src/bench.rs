@@ -29,7 +29,8 @@ pub struct BenchArgs {
     /// Check the targets of this issue: 2 (the engine) or 5 (performance).
     #[arg(long, default_value = "5", value_parser = ["2", "5"])]
     targets: String,
-    /// Skip the cold start (a child process that compiles the module from scratch).
+    /// Skip the cold starts (two child processes with empty caches: one that loads the
+    /// module compiled at build time, one that compiles it).
     #[arg(long)]
     no_cold: bool,
     /// Skip the native PostgreSQL baseline.
@@ -267,7 +268,11 @@ fn inserts(sides: &mut [&mut dyn Side]) -> Result<Vec<Duration>, String> {
 }
 
 /// Wall time of `pglite <args>` in a child process; its stderr on failure.
-fn time_child(args: &[&str], cache: Option<&Path>) -> Result<(Duration, String), String> {
+fn time_child(
+    args: &[&str],
+    cache: Option<&Path>,
+    env: &[(&str, &str)],
+) -> Result<(Duration, String), String> {
     let exe = std::env::current_exe().map_err(|e| format!("finding this executable: {e}"))?;
     let mut command = Command::new(exe);
     command
@@ -278,6 +283,7 @@ fn time_child(args: &[&str], cache: Option<&Path>) -> Result<(Duration, String),
     if let Some(cache) = cache {
         command.env("PGLITE_CACHE_DIR", cache);
     }
+    command.envs(env.iter().copied());
     let start = Instant::now();
     let output = command
         .output()
@@ -294,32 +300,86 @@ fn db_err(context: &str) -> impl FnOnce(pglite::Error) -> String + '_ {
     move |e| format!("{context}: {e}")
 }
 
-/// The cold start: a new process with an empty cache (unpack, rewrite, compile, cache
-/// write, template initdb, query). The engine's progress lines give the split.
-fn cold_start(scratch: &Path) -> Result<Metric, String> {
-    progress("cold start: a new process with an empty cache (compiles PostgreSQL)");
-    let cache = scratch.join("empty-cache");
-    std::fs::create_dir(&cache).map_err(|e| format!("creating {}: {e}", cache.display()))?;
-    let (elapsed, stderr) = time_child(
-        &["sql", "--temporary", "-q", "select 1"],
-        Some(cache.as_path()),
-    )?;
-    std::fs::remove_dir_all(&cache).ok();
-    // The engine reports "compiled in N s (...)" on stderr.
-    let split = stderr
-        .lines()
-        .find_map(|l| l.strip_prefix("pglite: compiled in "))
-        .map(|rest| rest.split(", cached at").next().unwrap_or(rest).to_string());
-    Ok(Metric::new(
-        "cold_start",
-        "cold start: new process, empty cache",
-        Unit::Seconds,
-        Unit::Seconds.of(elapsed),
-    )
-    .note(match split {
-        Some(split) => format!("`pglite sql --temporary \"select 1\"`; compile {split}"),
-        None => "`pglite sql --temporary \"select 1\"`".into(),
-    }))
+/// The cold starts: `pglite sql --temporary "select 1"` in a new process with an empty
+/// cache (`PGLITE_CACHE_DIR` pointing at a new directory), which unpacks the runtime,
+/// gets the compiled module, creates the template cluster and runs the query. Twice:
+/// as a user gets it (the module compiled at build time is installed into the cache),
+/// and with that module ignored (`PGLITE_NO_BUILD_ARTIFACT=1`), so the module is
+/// compiled at run time. The engine's progress lines give the phases.
+fn cold_starts(scratch: &Path) -> Result<Vec<Metric>, String> {
+    let runs = [
+        (
+            "cold_start",
+            "cold start: new process, empty cache",
+            "empty cache",
+            &[][..],
+        ),
+        (
+            "cold_start_compile",
+            "cold start, module compiled at run time",
+            "empty cache, PGLITE_NO_BUILD_ARTIFACT=1",
+            &[("PGLITE_NO_BUILD_ARTIFACT", "1")][..],
+        ),
+    ];
+    let mut metrics = Vec::new();
+    for (key, label, how, env) in runs {
+        progress(&format!("cold start: a new process, {how}"));
+        let cache = scratch.join(format!("empty-cache-{key}"));
+        std::fs::create_dir(&cache).map_err(|e| format!("creating {}: {e}", cache.display()))?;
+        let (elapsed, stderr) = time_child(
+            &["sql", "--temporary", "-q", "select 1"],
+            Some(cache.as_path()),
+            env,
+        )?;
+        std::fs::remove_dir_all(&cache).ok();
+        let phases = cold_start_phases(&stderr);
+        // The engine rounds its figures, so the remainder can come out a hair below zero.
+        let rest = (elapsed.as_secs_f64() - phases.iter().map(|p| p.1).sum::<f64>()).max(0.0);
+        let mut note = format!("`pglite sql --temporary \"select 1\"`, {how}:");
+        for (name, seconds, detail) in &phases {
+            let _ = write!(note, " {name} {seconds:.2} s{detail},");
+        }
+        let _ = write!(note, " rest (process, start, query) {rest:.2} s");
+        metrics.push(Metric::new(key, label, Unit::Seconds, Unit::Seconds.of(elapsed)).note(note));
+    }
+    Ok(metrics)
+}
+
+/// The phases of a cold start as the engine reports them on stderr: name, seconds and
+/// the engine's own split in parentheses (if any).
+fn cold_start_phases(stderr: &str) -> Vec<(&'static str, f64, String)> {
+    const PHASES: [(&str, &str); 4] = [
+        ("unpacked the PostgreSQL runtime in ", "unpack"),
+        (
+            "installed the module compiled at build time in ",
+            "build-time module",
+        ),
+        ("compiled in ", "compile"),
+        ("template cluster ready in ", "initdb"),
+    ];
+    let mut phases = Vec::new();
+    for line in stderr.lines() {
+        let Some(line) = line.strip_prefix("pglite: ") else {
+            continue;
+        };
+        for (prefix, name) in PHASES {
+            let Some(rest) = line.strip_prefix(prefix) else {
+                continue;
+            };
+            let rest = rest.split(", cached at").next().unwrap_or(rest);
+            let (number, detail) = rest.split_once(" s").unwrap_or((rest, ""));
+            if let Ok(seconds) = number.parse::<f64>() {
+                let detail = detail.trim();
+                let detail = if detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {detail}")
+                };
+                phases.push((name, seconds, detail));
+            }
+        }
+    }
+    phases
 }
 
 /// Run the benchmark and print (and optionally write) the figures.
@@ -338,7 +398,7 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
     };
 
     if !args.no_cold {
-        metrics.push(cold_start(scratch.path())?);
+        metrics.extend(cold_starts(scratch.path())?);
     }
 
     progress("first temporary database in this process");
@@ -581,7 +641,7 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
     let dir_arg = dir.to_string_lossy().into_owned();
     let mut samples = Vec::new();
     for _ in 0..PROCESS_OPENS {
-        let (elapsed, _) = time_child(&["sql", "--data", &dir_arg, "-q", "select 1"], None)?;
+        let (elapsed, _) = time_child(&["sql", "--data", &dir_arg, "-q", "select 1"], None, &[])?;
         samples.push(elapsed);
     }
     metrics.push(

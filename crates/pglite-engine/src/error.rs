@@ -61,3 +61,9 @@ impl From<wasmtime::Error> for EngineError {
         EngineError::Wasmtime(e)
     }
 }
+
+impl From<crate::module::ModuleError> for EngineError {
+    fn from(e: crate::module::ModuleError) -> Self {
+        EngineError::Module(e.0)
+    }
+}

@@ -6,6 +6,7 @@
 //! knows nothing of rows or types.
 #![deny(missing_docs)]
 
+mod artifact;
 mod compile;
 mod datadir;
 mod error;
@@ -16,7 +17,10 @@ mod template;
 mod wasm;
 pub mod wire;
 
-pub use compile::{CompiledRuntime, MAX_WASM_STACK};
+pub use artifact::MAX_WASM_STACK;
+pub use compile::{
+    CompiledRuntime, ModuleSource, NO_BUILD_ARTIFACT_ENV, build_artifact, build_artifact_record,
+};
 pub use datadir::{DataDirLock, scratch_dir};
 pub use error::EngineError;
 pub use guest::GUEST_PGDATA;

@@ -21,11 +21,12 @@
 //!
 //! Every layout fact checked here belongs to one exact module; a module with another
 //! hash is refused rather than patched blindly (see docs/RUNTIME.md).
+//!
+//! The build script compiles this file too (`#[path]`), to compile the rewritten module
+//! ahead of time: it depends on nothing but `wasmparser` and `wasm-encoder`.
 
 use wasm_encoder::reencode::{self, Reencode, utils};
 use wasmparser::{Operator, Parser, Payload, TypeRef, ValType};
-
-use crate::EngineError;
 
 /// Linear-memory size of the unpatched module, in 64 KiB pages.
 pub const ORIGINAL_MEMORY_PAGES: u64 = 76;
@@ -68,13 +69,26 @@ const PATH_OPEN_RESULTS: [ValType; 1] = [ValType::I32];
 
 const PAGE: u64 = 65_536;
 
+/// Why a module cannot be rewritten: it is not the PGlite runtime whose layout this
+/// crate knows, or it is not valid WebAssembly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleError(pub String);
+
+impl std::fmt::Display for ModuleError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ModuleError {}
+
 /// Rewrite `wasm`: its stack moves to `stack_pages` fresh pages above the old memory end
 /// (exported as [`STACK_POINTER_EXPORT`]), and every call of
 /// `wasi_snapshot_preview1.path_open` first calls [`HOOK_MODULE`].[`HOOK_PATH_OPEN`].
-pub fn rewrite_module(wasm: &[u8], stack_pages: u64) -> Result<Vec<u8>, EngineError> {
+pub fn rewrite_module(wasm: &[u8], stack_pages: u64) -> Result<Vec<u8>, ModuleError> {
     let new_pages = ORIGINAL_MEMORY_PAGES + stack_pages;
     let new_sp = i32::try_from(new_pages * PAGE)
-        .map_err(|_| EngineError::Module(format!("stack of {stack_pages} pages is too large")))?;
+        .map_err(|_| ModuleError(format!("stack of {stack_pages} pages is too large")))?;
     let layout = Layout::scan(wasm)?;
     let mut rewriter = Rewriter {
         layout,
@@ -91,12 +105,12 @@ pub fn rewrite_module(wasm: &[u8], stack_pages: u64) -> Result<Vec<u8>, EngineEr
         .parse_core_module(&mut out, Parser::new(0), wasm)
         .map_err(reencode_err)?;
     if !rewriter.saw_memory || !rewriter.saw_global || !rewriter.saw_export {
-        return Err(EngineError::Module(
+        return Err(ModuleError(
             "module defines no memory, no globals or no exports; not the PGlite runtime".into(),
         ));
     }
     if !rewriter.saw_function || !rewriter.saw_code {
-        return Err(EngineError::Module(
+        return Err(ModuleError(
             "module defines no functions; not the PGlite runtime".into(),
         ));
     }
@@ -109,7 +123,7 @@ pub fn rewrite_module(wasm: &[u8], stack_pages: u64) -> Result<Vec<u8>, EngineEr
 /// segment) and outranks every configuration file, so the value can only change here.
 /// 128 MB of buffers inside a 32-bit guest cost ~110 MB of RSS per open database and
 /// ~60 ms per start; the host's page cache sits below the guest anyway.
-pub fn patch_settings(wasm: &mut [u8]) -> Result<(), EngineError> {
+pub fn patch_settings(wasm: &mut [u8]) -> Result<(), ModuleError> {
     replace_once(wasm, SHARED_BUFFERS_ARG, SHARED_BUFFERS_PATCHED)
 }
 
@@ -119,7 +133,7 @@ pub const SHARED_BUFFERS_ARG: &[u8] = b"shared_buffers=128MB\0";
 pub const SHARED_BUFFERS_PATCHED: &[u8] = b"shared_buffers=16MB\0\0";
 
 /// Replace the single occurrence of `from` in `bytes` by `to` (same length).
-fn replace_once(bytes: &mut [u8], from: &[u8], to: &[u8]) -> Result<(), EngineError> {
+fn replace_once(bytes: &mut [u8], from: &[u8], to: &[u8]) -> Result<(), ModuleError> {
     assert_eq!(from.len(), to.len(), "in-place patches keep the length");
     let mut found = bytes
         .windows(from.len())
@@ -127,7 +141,7 @@ fn replace_once(bytes: &mut [u8], from: &[u8], to: &[u8]) -> Result<(), EngineEr
         .filter(|(_, w)| *w == from)
         .map(|(i, _)| i);
     let (Some(at), None) = (found.next(), found.next()) else {
-        return Err(EngineError::Module(format!(
+        return Err(ModuleError(format!(
             "expected exactly one {:?} in the module",
             String::from_utf8_lossy(from)
         )));
@@ -152,7 +166,7 @@ struct Layout {
 }
 
 impl Layout {
-    fn scan(wasm: &[u8]) -> Result<Layout, EngineError> {
+    fn scan(wasm: &[u8]) -> Result<Layout, ModuleError> {
         let mut func_types: Vec<Option<wasmparser::FuncType>> = Vec::new();
         let mut func_imports = 0u32;
         let mut defined = 0u32;
@@ -181,7 +195,7 @@ impl Layout {
                             }
                             // Global 0 and memory 0 must be the module's own.
                             TypeRef::Global(_) | TypeRef::Memory(_) => {
-                                return Err(EngineError::Module(format!(
+                                return Err(ModuleError(format!(
                                     "module imports {}.{}; not the PGlite runtime",
                                     import.module, import.name
                                 )));
@@ -197,7 +211,7 @@ impl Layout {
             }
         }
         let (path_open, path_open_type) = path_open.ok_or_else(|| {
-            EngineError::Module(format!(
+            ModuleError(format!(
                 "module does not import {WASI_MODULE}.{PATH_OPEN}; not the PGlite runtime"
             ))
         })?;
@@ -206,11 +220,11 @@ impl Layout {
             .and_then(Option::as_ref)
             .is_some_and(|f| f.params() == PATH_OPEN_PARAMS && f.results() == PATH_OPEN_RESULTS);
         if !signature_ok {
-            return Err(EngineError::Module(format!(
+            return Err(ModuleError(format!(
                 "{WASI_MODULE}.{PATH_OPEN} has an unexpected type"
             )));
         }
-        let too_many = || EngineError::Module("too many functions or types".into());
+        let too_many = || ModuleError("too many functions or types".into());
         Ok(Layout {
             types: u32::try_from(func_types.len()).map_err(|_| too_many())?,
             func_imports,
@@ -258,14 +272,14 @@ struct Rewriter {
     saw_code: bool,
 }
 
-type ReencodeResult<T = ()> = Result<T, reencode::Error<EngineError>>;
+type ReencodeResult<T = ()> = Result<T, reencode::Error<ModuleError>>;
 
-fn user_err(message: String) -> reencode::Error<EngineError> {
-    reencode::Error::UserError(EngineError::Module(message))
+fn user_err(message: String) -> reencode::Error<ModuleError> {
+    reencode::Error::UserError(ModuleError(message))
 }
 
 impl Reencode for Rewriter {
-    type Error = EngineError;
+    type Error = ModuleError;
 
     fn function_index(&mut self, func: u32) -> ReencodeResult<u32> {
         Ok(if func == self.layout.path_open {
@@ -427,7 +441,7 @@ impl Reencode for Rewriter {
     }
 }
 
-fn check_stack_pointer(global: &wasmparser::Global<'_>) -> Result<(), EngineError> {
+fn check_stack_pointer(global: &wasmparser::Global<'_>) -> Result<(), ModuleError> {
     let mut ops = global.init_expr.get_operators_reader();
     let first = ops.read().map_err(module_err)?;
     let ok = global.ty.mutable
@@ -435,25 +449,25 @@ fn check_stack_pointer(global: &wasmparser::Global<'_>) -> Result<(), EngineErro
     if ok {
         Ok(())
     } else {
-        Err(EngineError::Module(format!(
+        Err(ModuleError(format!(
             "global 0 is not the expected stack pointer (mutable i32 = {ORIGINAL_STACK_POINTER})"
         )))
     }
 }
 
-fn module_err(e: impl std::fmt::Display) -> EngineError {
-    EngineError::Module(e.to_string())
+fn module_err(e: impl std::fmt::Display) -> ModuleError {
+    ModuleError(e.to_string())
 }
 
-fn parse_err(e: wasmparser::BinaryReaderError) -> EngineError {
-    EngineError::Module(format!("invalid module: {e}"))
+fn parse_err(e: wasmparser::BinaryReaderError) -> ModuleError {
+    ModuleError(format!("invalid module: {e}"))
 }
 
-fn reencode_err(e: reencode::Error<EngineError>) -> EngineError {
+fn reencode_err(e: reencode::Error<ModuleError>) -> ModuleError {
     match e {
         reencode::Error::UserError(e) => e,
         reencode::Error::ParseError(e) => parse_err(e),
-        other => EngineError::Module(format!("cannot rewrite module: {other}")),
+        other => ModuleError(format!("cannot rewrite module: {other}")),
     }
 }
 
@@ -783,7 +797,7 @@ mod tests {
         let wrong_memory = sample_module(ORIGINAL_MEMORY_PAGES + 1);
         assert!(matches!(
             rewrite_module(&wrong_memory, STACK_PAGES),
-            Err(EngineError::Module(m)) if m.contains("memory layout")
+            Err(ModuleError(m)) if m.contains("memory layout")
         ));
 
         let mut no_path_open = Module::new();
@@ -794,12 +808,12 @@ mod tests {
         no_path_open.section(&types).section(&imports);
         assert!(matches!(
             rewrite_module(&no_path_open.finish(), STACK_PAGES),
-            Err(EngineError::Module(m)) if m.contains(PATH_OPEN)
+            Err(ModuleError(m)) if m.contains(PATH_OPEN)
         ));
 
         assert!(matches!(
             rewrite_module(b"\0asm\x01\0\0\0\x01", STACK_PAGES),
-            Err(EngineError::Module(_))
+            Err(ModuleError(_))
         ));
     }
 
