@@ -39,6 +39,10 @@ pub fn engine_config() -> Config {
     config.cranelift_opt_level(OptLevel::Speed);
     config.max_wasm_stack(MAX_WASM_STACK);
     config.parallel_compilation(true);
+    // PostgreSQL calls through function pointers everywhere (fmgr, executor nodes,
+    // memory contexts); with lazily initialised tables every `call_indirect` first
+    // checks whether its table entry was filled in yet.
+    config.table_lazy_init(false);
     config
 }
 
