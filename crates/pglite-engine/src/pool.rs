@@ -28,16 +28,20 @@ pub struct TemporaryDatabase {
     pub engine: WasmEngine,
 }
 
+/// A new, empty directory for a temporary database in the scratch directory.
+fn new_database_dir() -> Result<tempfile::TempDir, EngineError> {
+    let base = crate::scratch_dir();
+    tempfile::Builder::new()
+        .prefix("pglite-")
+        .tempdir_in(&base)
+        .map_err(|e| EngineError::io(&base, e))
+}
+
 impl TemporaryDatabase {
     /// Copy the template and start PostgreSQL on the copy, on this thread.
     pub fn prepare() -> Result<TemporaryDatabase, EngineError> {
         let template = Template::shared()?;
-        let base = crate::scratch_dir();
-        let dir = tempfile::Builder::new()
-            .prefix("pglite-")
-            .tempdir_in(&base)
-            .map_err(|e| EngineError::io(&base, e))?;
-        Self::prepare_in(&template, dir)
+        Self::prepare_in(&template, new_database_dir()?)
     }
 
     fn prepare_in(
@@ -136,11 +140,7 @@ impl Pool {
             .spawn(move || {
                 let result = (|| {
                     let template = Template::shared()?;
-                    let base = crate::scratch_dir();
-                    let dir = tempfile::Builder::new()
-                        .prefix("pglite-")
-                        .tempdir_in(&base)
-                        .map_err(|e| EngineError::io(&base, e))?;
+                    let dir = new_database_dir()?;
                     self.lock().preparing_dir = Some(dir.path().to_path_buf());
                     TemporaryDatabase::prepare_in(&template, dir)
                 })();
