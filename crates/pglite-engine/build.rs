@@ -37,7 +37,12 @@ const OPT_OUT_ENV: &str = "PGLITE_NO_PRECOMPILE";
 const ARTIFACT_FILE: &str = "pglite.cwasm";
 
 fn main() {
-    for file in ["build.rs", "src/module.rs", "src/artifact.rs"] {
+    for file in [
+        "build.rs",
+        "src/module.rs",
+        "src/message_context.rs",
+        "src/artifact.rs",
+    ] {
         println!("cargo:rerun-if-changed={file}");
     }
     println!("cargo:rerun-if-env-changed={OPT_OUT_ENV}");

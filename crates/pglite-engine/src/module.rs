@@ -19,11 +19,21 @@
 //!    redirected to the wrapper; every defined function's index shifts up by one because
 //!    of the new import.
 //!
+//! 3. **Reset `MessageContext` in `interactive_one`.** The runtime switches to
+//!    PostgreSQL's per-message memory context at the start of every exchange but never
+//!    resets it, so each query leaked guest memory. The rewrite inserts
+//!    `MemoryContextReset(MessageContext)` right after that switch, where native
+//!    PostgreSQL's main loop has it; both are found in the code
+//!    ([`message_context`](self::message_context)).
+//!
 //! Every layout fact checked here belongs to one exact module; a module with another
 //! hash is refused rather than patched blindly (see docs/RUNTIME.md).
 //!
 //! The build script compiles this file too (`#[path]`), to compile the rewritten module
 //! ahead of time: it depends on nothing but `wasmparser` and `wasm-encoder`.
+
+#[path = "message_context.rs"]
+pub mod message_context;
 
 use wasm_encoder::reencode::{self, Reencode, utils};
 use wasmparser::{Operator, Parser, Payload, TypeRef, ValType};
@@ -43,7 +53,7 @@ pub const HOOK_MODULE: &str = "pglite";
 pub const HOOK_PATH_OPEN: &str = "before_path_open";
 /// Version of the rewrite; part of the compiled-module cache key. Bump on any change to
 /// what [`rewrite_module`] emits.
-pub const REWRITE_VERSION: u32 = 3;
+pub const REWRITE_VERSION: u32 = 4;
 
 /// The WASI module whose `path_open` is hooked.
 const WASI_MODULE: &str = "wasi_snapshot_preview1";
@@ -83,8 +93,9 @@ impl std::fmt::Display for ModuleError {
 impl std::error::Error for ModuleError {}
 
 /// Rewrite `wasm`: its stack moves to `stack_pages` fresh pages above the old memory end
-/// (exported as [`STACK_POINTER_EXPORT`]), and every call of
-/// `wasi_snapshot_preview1.path_open` first calls [`HOOK_MODULE`].[`HOOK_PATH_OPEN`].
+/// (exported as [`STACK_POINTER_EXPORT`]), every call of
+/// `wasi_snapshot_preview1.path_open` first calls [`HOOK_MODULE`].[`HOOK_PATH_OPEN`], and
+/// `interactive_one` resets `MessageContext` where native PostgreSQL does.
 pub fn rewrite_module(wasm: &[u8], stack_pages: u64) -> Result<Vec<u8>, ModuleError> {
     let new_pages = ORIGINAL_MEMORY_PAGES + stack_pages;
     let new_sp = i32::try_from(new_pages * PAGE)
@@ -99,6 +110,7 @@ pub fn rewrite_module(wasm: &[u8], stack_pages: u64) -> Result<Vec<u8>, ModuleEr
         saw_export: false,
         saw_function: false,
         saw_code: false,
+        bodies_seen: 0,
     };
     let mut out = wasm_encoder::Module::new();
     rewriter
@@ -163,6 +175,8 @@ struct Layout {
     path_open: u32,
     /// Type index of the `path_open` import.
     path_open_type: u32,
+    /// Where `interactive_one` gets its `MessageContext` reset (`None`: not needed).
+    message_reset: Option<message_context::MessageReset>,
 }
 
 impl Layout {
@@ -231,6 +245,7 @@ impl Layout {
             defined,
             path_open,
             path_open_type,
+            message_reset: message_context::find(wasm)?,
         })
     }
 
@@ -270,6 +285,8 @@ struct Rewriter {
     saw_export: bool,
     saw_function: bool,
     saw_code: bool,
+    /// Function bodies re-encoded so far.
+    bodies_seen: u32,
 }
 
 type ReencodeResult<T = ()> = Result<T, reencode::Error<ModuleError>>;
@@ -343,6 +360,39 @@ impl Reencode for Rewriter {
         }
         body.call(self.layout.path_open).end();
         code.function(&wrapper);
+        Ok(())
+    }
+
+    fn parse_function_body(
+        &mut self,
+        code: &mut wasm_encoder::CodeSection,
+        func: wasmparser::FunctionBody<'_>,
+    ) -> ReencodeResult {
+        let index = self.layout.func_imports + self.bodies_seen;
+        self.bodies_seen += 1;
+        let Some(reset) = self
+            .layout
+            .message_reset
+            .filter(|r| r.interactive_one == index)
+        else {
+            return utils::parse_function_body(self, code, func);
+        };
+        let mut function = self.new_function_with_parsed_locals(&func)?;
+        let mut reader = func.get_operators_reader()?;
+        let mut position = 0;
+        while !reader.eof() {
+            function.instruction(&self.parse_instruction(&mut reader)?);
+            if position == reset.after_operator {
+                let callee = self.function_index(reset.memory_context_reset)?;
+                for instruction in
+                    message_context::reset_instructions(reset.message_context, callee)
+                {
+                    function.instruction(&instruction);
+                }
+            }
+            position += 1;
+        }
+        code.function(&function);
         Ok(())
     }
 
@@ -854,5 +904,27 @@ mod tests {
             calls(after.last().unwrap()),
             vec![layout.hook(), layout.path_open]
         );
+
+        // The runtime does not reset MessageContext; the rewritten module does, once.
+        let reset = layout
+            .message_reset
+            .expect("the runtime needs its MessageContext reset");
+        let patched = &after[(reset.interactive_one - layout.func_imports) as usize];
+        let original = &before[(reset.interactive_one - layout.func_imports) as usize];
+        assert_eq!(patched.len(), original.len() + 9);
+        let callee = layout.shifted(reset.memory_context_reset);
+        assert_eq!(
+            count(&after, callee),
+            count(&before, reset.memory_context_reset) + 1
+        );
+        assert!(matches!(
+            &patched[reset.after_operator + 6..reset.after_operator + 9],
+            [
+                Operator::GlobalGet { global_index },
+                Operator::I32Load { .. },
+                Operator::Call { function_index },
+            ] if *global_index == reset.message_context && *function_index == callee
+        ));
+        assert_eq!(message_context::find(&out).unwrap(), None);
     }
 }
