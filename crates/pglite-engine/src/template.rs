@@ -8,7 +8,7 @@ use crate::compile::CompiledRuntime;
 use crate::wasm::{WasmEngine, WasmEngineOptions};
 
 /// Bump when what a fresh cluster contains changes (setup SQL, initdb options).
-const TEMPLATE_VERSION: u32 = 2;
+const TEMPLATE_VERSION: u32 = 3;
 /// Marks a template directory as complete.
 const COMPLETE_MARKER: &str = ".pglite-template-complete";
 
@@ -56,6 +56,7 @@ impl Template {
         eprintln!("pglite: creating the template cluster (initdb, first run only)...");
         let engine = WasmEngine::open_with(compiled, &cluster, &WasmEngineOptions::default())?;
         engine.shutdown()?;
+        remove_recycled_wal(&cluster)?;
         std::fs::write(cluster.join(COMPLETE_MARKER), b"")
             .map_err(|e| EngineError::io(&cluster, e))?;
         eprintln!(
@@ -82,6 +83,31 @@ impl Template {
         let marker = dest.join(COMPLETE_MARKER);
         std::fs::remove_file(&marker).map_err(|e| EngineError::io(&marker, e))
     }
+}
+
+/// Delete the WAL segments a clean shutdown left for reuse, keeping the current one.
+///
+/// After the shutdown checkpoint every segment older than the checkpoint's has been
+/// removed or renamed to a future name for reuse, so the lowest-numbered segment holds
+/// the checkpoint and the others are spare (4 of the template's ~27 MB). PostgreSQL
+/// creates new segments when it needs them; every temporary database is spared copying
+/// the spare ones.
+fn remove_recycled_wal(cluster: &Path) -> Result<(), EngineError> {
+    let wal = cluster.join("pg_wal");
+    let mut segments = Vec::new();
+    for entry in std::fs::read_dir(&wal).map_err(|e| EngineError::io(&wal, e))? {
+        let name = entry.map_err(|e| EngineError::io(&wal, e))?.file_name();
+        let name = name.to_string_lossy();
+        if name.len() == 24 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            segments.push(name.into_owned());
+        }
+    }
+    segments.sort();
+    for spare in segments.iter().skip(1) {
+        let path = wal.join(spare);
+        std::fs::remove_file(&path).map_err(|e| EngineError::io(&path, e))?;
+    }
+    Ok(())
 }
 
 fn copy_tree(from: &Path, to: &Path) -> Result<(), EngineError> {
