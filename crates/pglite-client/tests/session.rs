@@ -17,14 +17,16 @@ fn url() -> String {
     )
 }
 
-/// Waits until backend `pid` runs a statement containing `needle` (so that a cancel
-/// request cannot arrive before it).
+/// Waits until backend `pid` sleeps in `pg_sleep` in a statement containing `needle`.
+/// Waiting for `state = 'active'` is not enough: that holds from the statement's Parse
+/// on, and a cancel request arriving while the backend reads its Bind or Execute is
+/// ignored (PostgreSQL drops cancels that arrive while it reads a command).
 fn wait_until_running(observer: &mut Client<SocketTransport>, pid: i32, needle: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let running = observer
             .query_opt(
-                "SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND state = 'active' \
+                "SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'PgSleep' \
                  AND query LIKE '%' || $2 || '%'",
                 &[&pid, &needle],
             )
@@ -149,7 +151,7 @@ fn cancel_a_running_query_async() {
             let deadline = Instant::now() + Duration::from_secs(10);
             while observer
                 .query_opt(
-                    "SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND state = 'active' \
+                    "SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'PgSleep' \
                      AND query LIKE '%pg_sleep(30)%'",
                     &[&pid],
                 )

@@ -358,7 +358,7 @@ fn cancel_while_sleeping(
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while observer
             .query_opt(
-                "SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND state = 'active' \
+                "SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'PgSleep' \
                  AND query LIKE '%' || $2 || '%'",
                 &[&pid, &needle],
             )
@@ -403,7 +403,7 @@ fn cancel_over_tls() {
             let mut observer = Client::connect_url(&observer_info).unwrap();
             while observer
                 .query_opt(
-                    "SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND state = 'active' \
+                    "SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'PgSleep' \
                      AND query LIKE '%async tls%'",
                     &[&pid],
                 )
