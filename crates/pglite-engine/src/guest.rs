@@ -9,6 +9,7 @@ use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 use crate::EngineError;
 use crate::compile::CompiledRuntime;
 use crate::module::{HOOK_MODULE, HOOK_PATH_OPEN};
+use crate::reply_file::ReplyFile;
 
 /// Data directory as the guest sees it.
 pub const GUEST_PGDATA: &str = "/tmp/pglite/base";
@@ -16,8 +17,10 @@ pub const GUEST_PGDATA: &str = "/tmp/pglite/base";
 const GUEST_TIMEZONE_DIR: &str = "/tmp/pglite/share/postgresql/timezone";
 /// Read-only parts of the shared runtime tree, mounted under `/tmp/pglite`.
 const RUNTIME_DIRS: [&str; 3] = ["bin", "lib", "share"];
+/// The guest file descriptor of the first preopen (0–2 are stdin, stdout, stderr).
+const FIRST_PREOPEN_FD: u32 = 3;
 /// The guest file descriptor of the `/dev` preopen: it is registered first.
-const DEV_PREOPEN_FD: i32 = 3;
+const DEV_PREOPEN_FD: i32 = FIRST_PREOPEN_FD as i32;
 /// Bytes written to `/dev/urandom` before each open (pgcrypto reads at most 1024).
 const URANDOM_BYTES: usize = 4096;
 
@@ -69,9 +72,16 @@ impl GuestLayout {
     }
 }
 
-/// State of a store: the WASI context and what the `/dev/urandom` hook needs.
+/// State of a store: the WASI context, the reply file served from memory and what the
+/// `/dev/urandom` hook needs.
 pub struct Host {
-    wasi: WasiP1Ctx,
+    pub(crate) wasi: WasiP1Ctx,
+    /// The guest's `.s.PGSQL.5432.lock.out` (see [`crate::wasi_overrides`]).
+    pub(crate) reply_file: ReplyFile,
+    /// The guest descriptor of the data directory's preopen.
+    pub(crate) pgdata_fd: u32,
+    /// The instance's memory, once instantiated.
+    pub(crate) memory: Option<Memory>,
     /// Host path of the file served as `/dev/urandom`.
     urandom: PathBuf,
 }
@@ -124,35 +134,46 @@ impl Guest {
         if guest_stderr {
             wasi.inherit_stderr();
         }
-        // Registration order fixes the guest descriptors: /dev must be the first (fd 3).
-        wasi.preopened_dir(layout.dir("dev"), "/dev", FsPerms::ReadOnly)?
-            .preopened_dir(layout.dir("tmp"), "/tmp", FsPerms::ReadWrite)?
-            .preopened_dir(layout.prefix(), "/tmp/pglite", FsPerms::ReadWrite)?;
+        // Registration order fixes the guest descriptors (from 3): /dev must be the first.
+        let mut preopens = Vec::new();
+        preopens.push((layout.dir("dev"), "/dev".to_string(), FsPerms::ReadOnly));
+        preopens.push((layout.dir("tmp"), "/tmp".into(), FsPerms::ReadWrite));
+        preopens.push((layout.prefix(), "/tmp/pglite".into(), FsPerms::ReadWrite));
         for shared in RUNTIME_DIRS {
-            wasi.preopened_dir(
-                root.join(shared),
-                format!("/tmp/pglite/{shared}"),
-                FsPerms::ReadOnly,
-            )?;
+            let guest = format!("/tmp/pglite/{shared}");
+            preopens.push((root.join(shared), guest, FsPerms::ReadOnly));
         }
         // The runtime ships no time-zone database, so only GMT and POSIX zone strings
         // would work (and clients that send `TimeZone=UTC`, like SQLx, would fail). The
         // host's compiled zone files use the same format PostgreSQL installs.
         if let Some(zoneinfo) = host_zoneinfo() {
-            wasi.preopened_dir(zoneinfo, GUEST_TIMEZONE_DIR, FsPerms::ReadOnly)?;
+            preopens.push((zoneinfo, GUEST_TIMEZONE_DIR.into(), FsPerms::ReadOnly));
         }
-        wasi.preopened_dir(&layout.data_dir, GUEST_PGDATA, FsPerms::ReadWrite)?
-            .preopened_dir(layout.dir("home"), "/home", FsPerms::ReadWrite)?;
+        let pgdata_fd = FIRST_PREOPEN_FD + preopens.len() as u32;
+        preopens.push((
+            layout.data_dir.clone(),
+            GUEST_PGDATA.into(),
+            FsPerms::ReadWrite,
+        ));
+        preopens.push((layout.dir("home"), "/home".into(), FsPerms::ReadWrite));
+        for (host_dir, guest_dir, perms) in preopens {
+            wasi.preopened_dir(host_dir, guest_dir, perms)?;
+        }
         let host = Host {
             wasi: wasi.build_p1(),
+            reply_file: ReplyFile::default(),
+            pgdata_fd,
+            memory: None,
             urandom: layout.dir("dev").join("urandom"),
         };
 
         let mut store = Store::new(&compiled.engine, host);
         let mut linker: Linker<Host> = Linker::new(&compiled.engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |h: &mut Host| &mut h.wasi)?;
+        crate::wasi_overrides::add_to_linker(&mut linker)?;
         add_urandom_hook(&mut linker)?;
         let instance = linker.instantiate(&mut store, &compiled.module)?;
+        store.data_mut().memory = instance.get_memory(&mut store, "memory");
         let exports = Exports::find(&instance, &mut store)?;
         let failed = |step: &str, e: wasmtime::Error| EngineError::Cluster {
             path: layout.data_dir.clone(),

@@ -13,7 +13,9 @@ mod error;
 mod guest;
 pub mod module;
 mod pool;
+mod reply_file;
 mod template;
+mod wasi_overrides;
 mod wasm;
 pub mod wire;
 

@@ -12,8 +12,13 @@ use crate::{Engine, EngineError, wire};
 const INPUT_FILE: &str = ".s.PGSQL.5432.in";
 /// Name the input file is written under before being renamed into place.
 const INPUT_LOCK_FILE: &str = ".s.PGSQL.5432.lock.in";
-/// Output file the guest writes when a reply is too large for the shared buffer.
-const OUTPUT_FILE: &str = ".s.PGSQL.5432.out";
+/// Output file the guest renames its reply file to when a reply is too large for the
+/// shared buffer. The reply file is kept in memory (see [`crate::reply_file`]), so the
+/// rename hands the bytes to the host without touching the disk; the file on disk is
+/// still read if it ever appears.
+const OUTPUT_FILE: &str = crate::reply_file::REPLY_FILE;
+/// A reply file left on disk by an engine that predates the in-memory one.
+const OUTPUT_LOCK_FILE: &str = crate::reply_file::REPLY_LOCK_FILE;
 /// The only role the runtime's cluster has.
 pub const SUPERUSER: &str = "postgres";
 
@@ -138,7 +143,7 @@ impl WasmEngine {
             }
         }
         // Leftovers of an engine that was killed mid-exchange would be read as input.
-        for stale in [INPUT_FILE, INPUT_LOCK_FILE, OUTPUT_FILE] {
+        for stale in [INPUT_FILE, INPUT_LOCK_FILE, OUTPUT_FILE, OUTPUT_LOCK_FILE] {
             let _ = std::fs::remove_file(data_dir.join(stale));
         }
         let layout = GuestLayout::new(compiled, &data_dir)?;
@@ -201,7 +206,7 @@ impl WasmEngine {
     /// Start a fresh instance on the same directory and lock (the old one must be shut
     /// down or dead) and open its session.
     fn restart(&mut self, database: &str) -> Result<(), EngineError> {
-        for stale in [INPUT_FILE, INPUT_LOCK_FILE, OUTPUT_FILE] {
+        for stale in [INPUT_FILE, INPUT_LOCK_FILE, OUTPUT_FILE, OUTPUT_LOCK_FILE] {
             let _ = std::fs::remove_file(self.data_dir.join(stale));
         }
         self.guest = Guest::start(&self.compiled, &self.layout, database, self.guest_stderr)?;
@@ -389,6 +394,12 @@ impl WasmEngine {
                     ))
                 })?;
                 out.extend_from_slice(reply);
+            }
+        } else if let Some(reply) = store.data_mut().reply_file.take_reply() {
+            if out.is_empty() {
+                *out = reply;
+            } else {
+                out.extend_from_slice(&reply);
             }
         } else {
             let path = self.data_dir.join(OUTPUT_FILE);
