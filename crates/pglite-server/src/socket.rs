@@ -16,6 +16,8 @@ use bytes::BytesMut;
 use mio::event::Source;
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use crate::spin::SpinSlot;
+
 const SOCKET: Token = Token(0);
 const WAKE: Token = Token(1);
 /// Bytes taken off the socket per read.
@@ -150,6 +152,20 @@ impl Socket {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Poll the socket without sleeping while `slot` has budget left: like
+    /// [`Socket::try_read`], but keeps trying until bytes arrive or the budget is used
+    /// up (`Ok(None)`; the caller then sleeps in [`Socket::wait`]).
+    pub fn spin_read(&mut self, buf: &mut BytesMut, slot: &SpinSlot) -> io::Result<Option<usize>> {
+        loop {
+            if let Some(n) = self.try_read(buf)? {
+                return Ok(Some(n));
+            }
+            if slot.expired() {
+                return Ok(None);
             }
         }
     }
