@@ -224,3 +224,45 @@ impl Socket {
         self.stream.shutdown();
     }
 }
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::spin::Spinning;
+
+    #[test]
+    fn spinning_finds_bytes_sent_while_it_polls() {
+        let (ours, mut theirs) = mio::net::UnixStream::pair().unwrap();
+        let mut socket = Socket::new(Stream::Unix(ours)).unwrap();
+        let mut buf = BytesMut::new();
+        assert_eq!(socket.try_read(&mut buf).unwrap(), None);
+        // A budget far longer than the writer's pause: the bytes must be found by
+        // polling, since spin_read never sleeps in epoll.
+        let spinning = Spinning::new(Duration::from_secs(60), 1);
+        let slot = spinning.start().unwrap();
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            theirs.write_all(b"request").unwrap();
+            theirs
+        });
+        let mut got = 0;
+        while got < 7 {
+            got += socket.spin_read(&mut buf, &slot).unwrap().expect("bytes");
+        }
+        assert_eq!(&buf[..], b"request");
+        drop(writer.join().unwrap());
+        // The peer is gone: the end of the stream, not a wait for the budget.
+        assert_eq!(socket.spin_read(&mut buf, &slot).unwrap(), Some(0));
+    }
+
+    #[test]
+    fn spinning_gives_up_when_the_budget_is_used() {
+        let (ours, _theirs) = mio::net::UnixStream::pair().unwrap();
+        let mut socket = Socket::new(Stream::Unix(ours)).unwrap();
+        let spinning = Spinning::new(Duration::from_micros(1), 1);
+        let slot = spinning.start().unwrap();
+        assert_eq!(socket.spin_read(&mut BytesMut::new(), &slot).unwrap(), None);
+    }
+}
