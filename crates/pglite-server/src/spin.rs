@@ -7,8 +7,12 @@
 //! for a short, bounded time after a reply finds a quick client's next request without
 //! sleeping. The budget is per reply (an idle connection spins once, then sleeps), and
 //! only a few threads spin at a time, so spinning never takes more than that many CPUs.
+//!
+//! Spinning only pays while the spinning thread has a CPU to itself. When a spin ends
+//! far later than its budget, the thread was preempted: other work wants the CPUs, and
+//! every thread stops spinning for a while ([`BACKOFF`]) rather than compete with it.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Environment variable that sets the default spin budget, in microseconds.
@@ -17,12 +21,22 @@ pub(crate) const SPIN_ENV: &str = "PGLITE_SERVER_SPIN_US";
 /// The spin budget when neither the builder nor the environment sets one.
 pub(crate) const DEFAULT_SPIN: Duration = Duration::from_micros(50);
 
+/// A spin that ends this much later than its budget was preempted.
+const PREEMPTED: Duration = Duration::from_micros(500);
+
+/// How long nobody spins after a spin was preempted.
+pub(crate) const BACKOFF: Duration = Duration::from_millis(100);
+
 /// The spin budget and the slots that bound how many threads spin at once.
 #[derive(Debug)]
 pub(crate) struct Spinning {
     budget: Duration,
     limit: usize,
     busy: AtomicUsize,
+    /// When this was created; `paused_until` counts from here.
+    epoch: Instant,
+    /// Microseconds after `epoch` before which nobody spins (after a preempted spin).
+    paused_until: AtomicU64,
 }
 
 impl Spinning {
@@ -33,6 +47,8 @@ impl Spinning {
             budget,
             limit,
             busy: AtomicUsize::new(0),
+            epoch: Instant::now(),
+            paused_until: AtomicU64::new(0),
         }
     }
 
@@ -44,10 +60,19 @@ impl Spinning {
             .max(1)
     }
 
-    /// A slot to spin in until the budget is used up, or `None` when spinning is off or
-    /// every slot is taken (then the caller sleeps at once).
+    fn micros_since_epoch(&self, at: Instant) -> u64 {
+        u64::try_from(at.duration_since(self.epoch).as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether spinning is paused because a recent spin was preempted.
+    pub fn paused(&self) -> bool {
+        self.micros_since_epoch(Instant::now()) < self.paused_until.load(Ordering::Relaxed)
+    }
+
+    /// A slot to spin in until the budget is used up, or `None` when spinning is off,
+    /// paused, or every slot is taken (then the caller sleeps at once).
     pub fn start(&self) -> Option<SpinSlot<'_>> {
-        if self.budget.is_zero() {
+        if self.budget.is_zero() || self.paused() {
             return None;
         }
         let mut busy = self.busy.load(Ordering::Relaxed);
@@ -85,17 +110,18 @@ impl SpinSlot<'_> {
         if Instant::now() >= self.until {
             return true;
         }
-        if *YIELD {
-            std::thread::yield_now();
-        } else {
-            std::hint::spin_loop();
-        }
+        std::hint::spin_loop();
         false
     }
 }
 
 impl Drop for SpinSlot<'_> {
     fn drop(&mut self) {
+        let now = Instant::now();
+        if now > self.until + PREEMPTED {
+            let until = self.owner.micros_since_epoch(now + BACKOFF);
+            self.owner.paused_until.fetch_max(until, Ordering::Relaxed);
+        }
         self.owner.busy.fetch_sub(1, Ordering::Release);
     }
 }
@@ -150,6 +176,21 @@ mod tests {
     }
 
     #[test]
+    fn a_preempted_spin_pauses_spinning() {
+        let spinning = Spinning::new(Duration::from_nanos(1), 2);
+        let slot = spinning.start().expect("a slot");
+        // Held well past its budget, as a preempted spin is.
+        std::thread::sleep(PREEMPTED * 4);
+        let dropped_at = spinning.micros_since_epoch(Instant::now());
+        drop(slot);
+        let until = spinning.paused_until.load(Ordering::Relaxed);
+        assert!(
+            until >= dropped_at + BACKOFF.as_micros() as u64,
+            "{until} {dropped_at}"
+        );
+    }
+
+    #[test]
     fn parses_the_environment_value() {
         assert_eq!(parse_micros("0"), Some(Duration::ZERO));
         assert_eq!(parse_micros(" 75 "), Some(Duration::from_micros(75)));
@@ -160,5 +201,3 @@ mod tests {
         assert_eq!(parse_micros(""), None);
     }
 }
-
-static YIELD: std::sync::LazyLock<bool> = std::sync::LazyLock::new(|| std::env::var_os("PGLITE_SPIN_YIELD").is_some());

@@ -54,11 +54,10 @@ async fn spinning_off_serves_every_client() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 3)]
 async fn a_long_spin_serves_every_client() {
     // 200 ms: every request of these clients arrives while the thread still polls.
-    let server = tokio::task::spawn_blocking(|| {
-        support::start(|b| b.spin(Duration::from_millis(200)))
-    })
-    .await
-    .unwrap();
+    let server =
+        tokio::task::spawn_blocking(|| support::start(|b| b.spin(Duration::from_millis(200))))
+            .await
+            .unwrap();
     three_clients(server.url()).await;
     tokio::task::spawn_blocking(move || server.stop().unwrap())
         .await
