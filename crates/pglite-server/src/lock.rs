@@ -95,7 +95,12 @@ impl EngineLock {
             ticket
         };
         if let Some(slot) = spin {
-            while !ticket.handed.load(Ordering::Acquire) && !slot.expired() {}
+            // `expired` pauses the CPU between the checks.
+            while !ticket.handed.load(Ordering::Acquire) {
+                if slot.expired() {
+                    break;
+                }
+            }
         }
         loop {
             if let Some(state) = lock(&ticket.granted).take() {
