@@ -184,6 +184,21 @@ impl Conn {
         }
     }
 
+    /// Poll the socket without sleeping for up to the spin budget (right after a
+    /// reply, when a quick client's next request is likely): `Ok(true)` when bytes
+    /// arrived. Returns at once when spinning is off or enough threads spin already.
+    fn spin_read(&mut self) -> Result<bool, Exit> {
+        let core = self.core.clone();
+        let Some(slot) = core.spinning.start() else {
+            return Ok(false);
+        };
+        match self.socket.spin_read(&mut self.rbuf, &slot)? {
+            Some(0) => Err(Exit::Disconnected),
+            Some(_) => Ok(true),
+            None => Ok(false),
+        }
+    }
+
     /// Wait for more bytes from the client (startup and authentication).
     fn read_more(&mut self) -> Result<(), Exit> {
         loop {
@@ -524,6 +539,9 @@ impl Conn {
 
     /// Wait for bytes while not holding the engine; deliver notifications meanwhile.
     fn wait_idle(&mut self) -> Result<(), Exit> {
+        if self.spin_read()? {
+            return Ok(());
+        }
         loop {
             if self.try_read()? {
                 return Ok(());
@@ -558,6 +576,9 @@ impl Conn {
     fn wait_holding(&mut self) -> Result<(), Exit> {
         let idle_since = Instant::now();
         let holder_timeout = self.core.config.holder_timeout;
+        if self.spin_read()? {
+            return Ok(());
+        }
         loop {
             if self.try_read()? {
                 return Ok(());
@@ -657,7 +678,7 @@ impl Conn {
         let cancel = self.cancel.clone();
         let waker = self.socket.waker().clone();
         let waiter = self.socket.waiter();
-        let result = core.engine.acquire(&waker, || {
+        let result = core.engine.acquire(&waker, core.spinning.start(), || {
             if core.is_shutting_down() {
                 Err(GaveUp::Shutdown)
             } else if cancel.swap(false, Ordering::SeqCst) {

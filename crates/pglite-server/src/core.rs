@@ -16,6 +16,7 @@ use tokio::sync::Semaphore;
 use crate::lock::EngineLock;
 use crate::protocol;
 use crate::scram::Verifier;
+use crate::spin::Spinning;
 use crate::sql::{quote_ident, quote_literal};
 
 /// Session settings (lowercased name → value) that differ from their reset values.
@@ -159,6 +160,8 @@ pub(crate) struct Config {
     pub holder_timeout: Duration,
     pub max_message_size: usize,
     pub max_copy_size: usize,
+    /// How long a connection polls its socket after a reply before sleeping.
+    pub spin: Duration,
 }
 
 /// State shared by all connections.
@@ -184,6 +187,8 @@ pub(crate) struct Core {
     pub verifier: Option<Verifier>,
     pub connections: Arc<Semaphore>,
     pub connections_limit: usize,
+    /// The spin budget and the slots of the threads spinning now.
+    pub spinning: Spinning,
 }
 
 impl Core {
@@ -208,6 +213,7 @@ impl Core {
             }
         }
         Core {
+            spinning: Spinning::new(config.spin, Spinning::default_limit()),
             config,
             engine: Arc::new(EngineLock::new(EngineState {
                 engine: Some(engine),

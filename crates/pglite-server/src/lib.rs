@@ -29,6 +29,7 @@ mod lock;
 mod protocol;
 mod scram;
 mod socket;
+mod spin;
 mod sql;
 
 use std::net::SocketAddr;
@@ -86,6 +87,7 @@ pub struct ServerBuilder {
     max_message_size: usize,
     max_copy_size: usize,
     trust_network: bool,
+    spin: Option<Duration>,
 }
 
 impl Default for ServerBuilder {
@@ -102,6 +104,7 @@ impl Default for ServerBuilder {
             max_message_size: 256 << 20,
             max_copy_size: 1 << 30,
             trust_network: false,
+            spin: None,
         }
     }
 }
@@ -195,6 +198,18 @@ impl ServerBuilder {
         self
     }
 
+    /// How long a connection's thread keeps polling its socket after a reply before it
+    /// sleeps (default 50 µs, or `PGLITE_SERVER_SPIN_US` microseconds when that is set;
+    /// zero turns spinning off; at most 1 s). A client that sends its next request
+    /// within that time is served without waking a sleeping thread, which on an
+    /// otherwise idle machine (above all a VM) is most of a round trip. An idle
+    /// connection spins once after its last reply, then costs no CPU; at most one
+    /// thread fewer than the machine has CPUs spins at a time.
+    pub fn spin(mut self, budget: Duration) -> Self {
+        self.spin = Some(budget.min(Duration::from_secs(1)));
+        self
+    }
+
     /// Open the engine and bind the sockets. Blocking: opening a new cluster runs
     /// initdb (templates make temporary databases fast).
     pub fn build(self) -> Result<Server, ServerError> {
@@ -269,6 +284,12 @@ impl ServerBuilder {
                 "Unix sockets are not available on this platform".into(),
             ));
         }
+        let spin = match self.spin {
+            Some(budget) => budget,
+            None => spin::budget_from_env()
+                .map_err(ServerError::Config)?
+                .unwrap_or(spin::DEFAULT_SPIN),
+        };
         let (engine, opened) =
             crate::core::open_engine(&dir, &self.database).map_err(ServerError::Engine)?;
         let (shutdown_tx, _) = watch::channel(false);
@@ -278,6 +299,7 @@ impl ServerBuilder {
             holder_timeout: self.holder_timeout,
             max_message_size: self.max_message_size,
             max_copy_size: self.max_copy_size,
+            spin,
         };
         let verifier = self.password.as_deref().map(scram::Verifier::new);
         let core = Core::new(config, engine, &opened, verifier, self.max_connections);
@@ -529,7 +551,7 @@ fn shut_engine_down(core: &Core) -> Result<(), String> {
     let waker = waiter.waker().clone();
     let mut guard = core
         .engine
-        .acquire(&waker, || waiter.wait(None))
+        .acquire(&waker, None, || waiter.wait(None))
         .map_err(|e| format!("waiting for the engine: {e}"))?;
     let Some(engine) = guard.take_engine() else {
         return Ok(());

@@ -5,15 +5,19 @@
 //! the connection queues; releasing hands the session to the first in the queue
 //! directly and wakes that connection's thread (one wake-up per hand-over). A
 //! connection that queues also wakes the holder, so an idle holder can apply the
-//! holder timeout.
+//! holder timeout. A queued connection may first spin for a moment (see `spin.rs`)
+//! watching for the hand-over, so that a short turn of the holder does not cost it a
+//! wake-up from sleep.
 
 use std::collections::VecDeque;
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use mio::Waker;
 
 use crate::core::EngineState;
+use crate::spin::SpinSlot;
 
 /// The session and its queue.
 pub(crate) struct EngineLock {
@@ -34,6 +38,8 @@ struct Ticket {
     waker: Arc<Waker>,
     /// The session, once it was handed over.
     granted: Mutex<Option<EngineState>>,
+    /// Set once `granted` holds the session (what a spinning waiter watches).
+    handed: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -60,10 +66,13 @@ impl EngineLock {
     /// Take the session in arrival order. While queued, `wait` is called again and
     /// again (after every wake-up of `waker`); it blocks until something happens and
     /// returns `Err` to give up (queue timeout, cancel, shutdown). A session handed
-    /// over at the moment of giving up is taken rather than refused.
+    /// over at the moment of giving up is taken rather than refused. With a `spin`
+    /// slot, a queued caller first watches for the hand-over without sleeping until
+    /// the slot's budget is used up.
     pub fn acquire<E>(
         self: &Arc<Self>,
         waker: &Arc<Waker>,
+        spin: Option<SpinSlot<'_>>,
         mut wait: impl FnMut() -> Result<(), E>,
     ) -> Result<EngineGuard, E> {
         let ticket = {
@@ -77,6 +86,7 @@ impl EngineLock {
             let ticket = Arc::new(Ticket {
                 waker: waker.clone(),
                 granted: Mutex::new(None),
+                handed: AtomicBool::new(false),
             });
             inner.queue.push_back(ticket.clone());
             if let Some(holder) = &inner.holder {
@@ -84,6 +94,14 @@ impl EngineLock {
             }
             ticket
         };
+        if let Some(slot) = spin {
+            // `expired` pauses the CPU between the checks.
+            while !ticket.handed.load(Ordering::Acquire) {
+                if slot.expired() {
+                    break;
+                }
+            }
+        }
         loop {
             if let Some(state) = lock(&ticket.granted).take() {
                 return Ok(self.guard(state));
@@ -115,6 +133,7 @@ impl EngineLock {
         match inner.queue.pop_front() {
             Some(next) => {
                 *lock(&next.granted) = Some(state);
+                next.handed.store(true, Ordering::Release);
                 let _ = next.waker.wake();
                 inner.holder = Some(next.waker.clone());
             }

@@ -16,6 +16,8 @@ use bytes::BytesMut;
 use mio::event::Source;
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use crate::spin::SpinSlot;
+
 const SOCKET: Token = Token(0);
 const WAKE: Token = Token(1);
 /// Bytes taken off the socket per read.
@@ -154,6 +156,20 @@ impl Socket {
         }
     }
 
+    /// Poll the socket without sleeping while `slot` has budget left: like
+    /// [`Socket::try_read`], but keeps trying until bytes arrive or the budget is used
+    /// up (`Ok(None)`; the caller then sleeps in [`Socket::wait`]).
+    pub fn spin_read(&mut self, buf: &mut BytesMut, slot: &SpinSlot) -> io::Result<Option<usize>> {
+        loop {
+            if let Some(n) = self.try_read(buf)? {
+                return Ok(Some(n));
+            }
+            if slot.expired() {
+                return Ok(None);
+            }
+        }
+    }
+
     /// Block until the client may have sent bytes, the waker is woken, or `deadline`
     /// passes. Call only after [`Socket::try_read`] found nothing.
     pub fn wait(&mut self, deadline: Option<Instant>) -> io::Result<()> {
@@ -206,5 +222,47 @@ impl Socket {
     /// Half-close: the client sees the end of the stream after what was written.
     pub fn shutdown(&self) {
         self.stream.shutdown();
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::spin::Spinning;
+
+    #[test]
+    fn spinning_finds_bytes_sent_while_it_polls() {
+        let (ours, mut theirs) = mio::net::UnixStream::pair().unwrap();
+        let mut socket = Socket::new(Stream::Unix(ours)).unwrap();
+        let mut buf = BytesMut::new();
+        assert_eq!(socket.try_read(&mut buf).unwrap(), None);
+        // A budget far longer than the writer's pause: the bytes must be found by
+        // polling, since spin_read never sleeps in epoll.
+        let spinning = Spinning::new(Duration::from_secs(60), 1);
+        let slot = spinning.start().unwrap();
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            theirs.write_all(b"request").unwrap();
+            theirs
+        });
+        let mut got = 0;
+        while got < 7 {
+            got += socket.spin_read(&mut buf, &slot).unwrap().expect("bytes");
+        }
+        assert_eq!(&buf[..], b"request");
+        drop(writer.join().unwrap());
+        // The peer is gone: the end of the stream, not a wait for the budget.
+        assert_eq!(socket.spin_read(&mut buf, &slot).unwrap(), Some(0));
+    }
+
+    #[test]
+    fn spinning_gives_up_when_the_budget_is_used() {
+        let (ours, _theirs) = mio::net::UnixStream::pair().unwrap();
+        let mut socket = Socket::new(Stream::Unix(ours)).unwrap();
+        let spinning = Spinning::new(Duration::from_micros(1), 1);
+        let slot = spinning.start().unwrap();
+        assert_eq!(socket.spin_read(&mut BytesMut::new(), &slot).unwrap(), None);
     }
 }

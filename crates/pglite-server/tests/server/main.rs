@@ -6,5 +6,6 @@ mod isolation;
 mod notify;
 mod raw;
 mod robustness;
+mod spin;
 mod sqlx_pool;
 mod support;
