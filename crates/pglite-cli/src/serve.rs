@@ -36,6 +36,10 @@ pub struct ServeArgs {
     /// Seconds a client may sit idle in a transaction while others wait.
     #[arg(long, default_value_t = 5.0)]
     holder_timeout: f64,
+    /// Microseconds a connection keeps polling its socket after a reply before it
+    /// sleeps (0 turns it off; default 50, or $PGLITE_SERVER_SPIN_US).
+    #[arg(long, value_name = "MICROS")]
+    spin_us: Option<u64>,
 }
 
 /// Run the server until SIGINT or SIGTERM, then shut the engine down cleanly.
@@ -52,6 +56,9 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     };
     if args.no_tcp {
         builder = builder.no_tcp();
+    }
+    if let Some(micros) = args.spin_us {
+        builder = builder.spin(Duration::from_micros(micros));
     }
     if let Some(dir) = &args.socket_dir {
         builder = builder.socket_dir(dir);

@@ -19,6 +19,7 @@ fn serve_answers_psql_and_stops_cleanly_on_sigterm() {
         .args(["serve", "--data"])
         .arg(data.path())
         .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--spin-us", "20"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
