@@ -188,8 +188,7 @@ impl Conn {
     /// reply, when a quick client's next request is likely): `Ok(true)` when bytes
     /// arrived. Returns at once when spinning is off or enough threads spin already.
     fn spin_read(&mut self) -> Result<bool, Exit> {
-        let core = self.core.clone();
-        let Some(slot) = core.spinning.start() else {
+        let Some(slot) = self.core.spinning.start() else {
             return Ok(false);
         };
         match self.socket.spin_read(&mut self.rbuf, &slot)? {
@@ -678,7 +677,7 @@ impl Conn {
         let cancel = self.cancel.clone();
         let waker = self.socket.waker().clone();
         let waiter = self.socket.waiter();
-        let result = core.engine.acquire(&waker, core.spinning.start(), || {
+        let result = core.engine.acquire(&waker, Some(&core.spinning), || {
             if core.is_shutting_down() {
                 Err(GaveUp::Shutdown)
             } else if cancel.swap(false, Ordering::SeqCst) {

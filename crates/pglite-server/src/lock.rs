@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use mio::Waker;
 
 use crate::core::EngineState;
-use crate::spin::SpinSlot;
+use crate::spin::Spinning;
 
 /// The session and its queue.
 pub(crate) struct EngineLock {
@@ -66,13 +66,13 @@ impl EngineLock {
     /// Take the session in arrival order. While queued, `wait` is called again and
     /// again (after every wake-up of `waker`); it blocks until something happens and
     /// returns `Err` to give up (queue timeout, cancel, shutdown). A session handed
-    /// over at the moment of giving up is taken rather than refused. With a `spin`
-    /// slot, a queued caller first watches for the hand-over without sleeping until
-    /// the slot's budget is used up.
+    /// over at the moment of giving up is taken rather than refused. A caller that has
+    /// to queue first watches for the hand-over without sleeping, if `spinning` (taken
+    /// only then) gives it a slot, until the slot's budget is used up.
     pub fn acquire<E>(
         self: &Arc<Self>,
         waker: &Arc<Waker>,
-        spin: Option<SpinSlot<'_>>,
+        spinning: Option<&Spinning>,
         mut wait: impl FnMut() -> Result<(), E>,
     ) -> Result<EngineGuard, E> {
         let ticket = {
@@ -94,7 +94,7 @@ impl EngineLock {
             }
             ticket
         };
-        if let Some(slot) = spin {
+        if let Some(slot) = spinning.and_then(Spinning::start) {
             // `expired` pauses the CPU between the checks.
             while !ticket.handed.load(Ordering::Acquire) {
                 if slot.expired() {

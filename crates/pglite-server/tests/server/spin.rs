@@ -40,9 +40,9 @@ async fn three_clients(url: &str) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
-async fn spinning_off_serves_every_client() {
-    let server = tokio::task::spawn_blocking(|| support::start(|b| b.spin(Duration::ZERO)))
+/// Start a server with spin budget `budget`, run [`three_clients`] on it, stop it.
+async fn three_clients_with_spin(budget: Duration) {
+    let server = tokio::task::spawn_blocking(move || support::start(|b| b.spin(budget)))
         .await
         .unwrap();
     three_clients(server.url()).await;
@@ -52,14 +52,12 @@ async fn spinning_off_serves_every_client() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn spinning_off_serves_every_client() {
+    three_clients_with_spin(Duration::ZERO).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
 async fn a_long_spin_serves_every_client() {
     // 200 ms: every request of these clients arrives while the thread still polls.
-    let server =
-        tokio::task::spawn_blocking(|| support::start(|b| b.spin(Duration::from_millis(200))))
-            .await
-            .unwrap();
-    three_clients(server.url()).await;
-    tokio::task::spawn_blocking(move || server.stop().unwrap())
-        .await
-        .unwrap();
+    three_clients_with_spin(Duration::from_millis(200)).await;
 }
