@@ -142,10 +142,7 @@ impl ReplyFile {
     /// `fd_write`: write the buffers at the handle's position (or the end when it
     /// appends) and advance it. Returns the bytes written.
     pub fn write(&mut self, fd: u32, buffers: &[&[u8]]) -> FileResult<u64> {
-        let handle = self.handles.get(&fd).ok_or(Errno::Badf)?;
-        if !handle.write {
-            return Err(Errno::Badf);
-        }
+        let handle = self.writable(fd)?;
         let (inode, append, position) = (handle.inode, handle.append, handle.position);
         let contents = self.contents(inode);
         let at = if append {
@@ -162,11 +159,7 @@ impl ReplyFile {
 
     /// `fd_pwrite`: write the buffers at `offset`; the position does not move.
     pub fn pwrite(&mut self, fd: u32, buffers: &[&[u8]], offset: u64) -> FileResult<u64> {
-        let handle = self.handles.get(&fd).ok_or(Errno::Badf)?;
-        if !handle.write {
-            return Err(Errno::Badf);
-        }
-        let inode = handle.inode;
+        let inode = self.writable(fd)?.inode;
         let end = write_at(self.contents(inode), offset, buffers)?;
         Ok(end - offset)
     }
@@ -249,12 +242,8 @@ impl ReplyFile {
 
     /// `fd_filestat_set_size`.
     pub fn set_size(&mut self, fd: u32, size: u64) -> FileResult<()> {
-        let handle = self.handles.get(&fd).ok_or(Errno::Badf)?;
-        if !handle.write {
-            return Err(Errno::Badf);
-        }
+        let inode = self.writable(fd)?.inode;
         let size = usize::try_from(size).map_err(|_| Errno::Fbig)?;
-        let inode = handle.inode;
         self.contents(inode).resize(size, 0);
         Ok(())
     }
@@ -300,6 +289,15 @@ impl ReplyFile {
             return Err(Errno::Badf);
         }
         Ok((handle.inode, handle.position))
+    }
+
+    /// The handle `fd`, if it was opened for writing.
+    fn writable(&self, fd: u32) -> FileResult<&Handle> {
+        let handle = self.handles.get(&fd).ok_or(Errno::Badf)?;
+        if !handle.write {
+            return Err(Errno::Badf);
+        }
+        Ok(handle)
     }
 
     fn stat_of(&self, inode: u64) -> FileStat {

@@ -180,8 +180,9 @@ fn add_write_functions(linker: &mut Linker<Host>) -> Result<(), EngineError> {
                 return forward!(caller, fd_write(fd, iovs, iovs_len, written));
             }
             with_file(&mut caller, |data, file| {
-                let n = file.write(fd as u32, &gather(data, iovs, iovs_len)?)?;
-                store_size(data, written, n)
+                write_from(data, iovs, iovs_len, written, |buffers| {
+                    file.write(fd as u32, buffers)
+                })
             })
         },
     )?;
@@ -199,9 +200,9 @@ fn add_write_functions(linker: &mut Linker<Host>) -> Result<(), EngineError> {
                 return forward!(caller, fd_pwrite(fd, iovs, iovs_len, offset, written));
             }
             with_file(&mut caller, |data, file| {
-                let buffers = gather(data, iovs, iovs_len)?;
-                let n = file.pwrite(fd as u32, &buffers, offset as u64)?;
-                store_size(data, written, n)
+                write_from(data, iovs, iovs_len, written, |buffers| {
+                    file.pwrite(fd as u32, buffers, offset as u64)
+                })
             })
         },
     )?;
@@ -243,10 +244,7 @@ fn add_read_functions(linker: &mut Linker<Host>) -> Result<(), EngineError> {
                 return forward!(caller, fd_read(fd, iovs, iovs_len, read));
             }
             with_file(&mut caller, |data, file| {
-                let targets = iovecs(data, iovs, iovs_len)?;
-                let bytes = file.read(fd as u32, capacity(&targets))?;
-                scatter(data, &targets, &bytes);
-                store_size(data, read, bytes.len() as u64)
+                read_into(data, iovs, iovs_len, read, |max| file.read(fd as u32, max))
             })
         },
     )?;
@@ -264,10 +262,9 @@ fn add_read_functions(linker: &mut Linker<Host>) -> Result<(), EngineError> {
                 return forward!(caller, fd_pread(fd, iovs, iovs_len, offset, read));
             }
             with_file(&mut caller, |data, file| {
-                let targets = iovecs(data, iovs, iovs_len)?;
-                let bytes = file.pread(fd as u32, capacity(&targets), offset as u64)?;
-                scatter(data, &targets, &bytes);
-                store_size(data, read, bytes.len() as u64)
+                read_into(data, iovs, iovs_len, read, |max| {
+                    file.pread(fd as u32, max, offset as u64)
+                })
             })
         },
     )?;
@@ -452,6 +449,34 @@ fn iovecs(data: &[u8], iovs: i32, iovs_len: i32) -> FileResult<Vec<(usize, usize
             Ok((ptr, len))
         })
         .collect()
+}
+
+/// Write the guest's `ciovec` buffers with `write` and store the byte count it returns
+/// at `written`.
+fn write_from(
+    data: &mut [u8],
+    iovs: i32,
+    iovs_len: i32,
+    written: i32,
+    write: impl FnOnce(&[&[u8]]) -> FileResult<u64>,
+) -> FileResult<()> {
+    let n = write(&gather(data, iovs, iovs_len)?)?;
+    store_size(data, written, n)
+}
+
+/// Fill the guest's `iovec` buffers with what `read` returns for their total capacity
+/// and store the byte count at `read_out`.
+fn read_into(
+    data: &mut [u8],
+    iovs: i32,
+    iovs_len: i32,
+    read_out: i32,
+    read: impl FnOnce(u64) -> FileResult<Vec<u8>>,
+) -> FileResult<()> {
+    let targets = iovecs(data, iovs, iovs_len)?;
+    let bytes = read(capacity(&targets))?;
+    scatter(data, &targets, &bytes);
+    store_size(data, read_out, bytes.len() as u64)
 }
 
 fn gather(data: &[u8], iovs: i32, iovs_len: i32) -> FileResult<Vec<&[u8]>> {
