@@ -142,10 +142,7 @@ impl WasmEngine {
                 });
             }
         }
-        // Leftovers of an engine that was killed mid-exchange would be read as input.
-        for stale in [INPUT_FILE, INPUT_LOCK_FILE, OUTPUT_FILE, OUTPUT_LOCK_FILE] {
-            let _ = std::fs::remove_file(data_dir.join(stale));
-        }
+        remove_exchange_leftovers(&data_dir);
         let layout = GuestLayout::new(compiled, &data_dir)?;
         let database = if created {
             "postgres"
@@ -206,9 +203,7 @@ impl WasmEngine {
     /// Start a fresh instance on the same directory and lock (the old one must be shut
     /// down or dead) and open its session.
     fn restart(&mut self, database: &str) -> Result<(), EngineError> {
-        for stale in [INPUT_FILE, INPUT_LOCK_FILE, OUTPUT_FILE, OUTPUT_LOCK_FILE] {
-            let _ = std::fs::remove_file(self.data_dir.join(stale));
-        }
+        remove_exchange_leftovers(&self.data_dir);
         self.guest = Guest::start(&self.compiled, &self.layout, database, self.guest_stderr)?;
         self.database = database.to_string();
         self.closed = false;
@@ -414,6 +409,14 @@ impl WasmEngine {
         }
         ex.interactive_write.call(&mut *store, 0)?;
         Ok(())
+    }
+}
+
+/// Delete the exchange files an engine killed mid-exchange may have left in `data_dir`:
+/// the next instance would read them as its input or reply.
+fn remove_exchange_leftovers(data_dir: &Path) {
+    for stale in [INPUT_FILE, INPUT_LOCK_FILE, OUTPUT_FILE, OUTPUT_LOCK_FILE] {
+        let _ = std::fs::remove_file(data_dir.join(stale));
     }
 }
 
