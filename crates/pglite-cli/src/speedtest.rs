@@ -1,7 +1,7 @@
 //! The PGlite speed suite (SQLite-style tests 1–16 with 2.1 and 3.1): each file sent
 //! whole as one simple query, in order, on one connection to a fresh database.
 //!
-//! Three targets, taking turns within one run: the in-process [`Pglite`] API,
+//! Three targets, taking turns test by test within one run: the in-process [`Pglite`] API,
 //! `pglite serve` (a child process) over TCP with tokio-postgres, and a native
 //! PostgreSQL started for the run, over TCP with tokio-postgres. `pglite speedtest`
 //! runs only this; `pglite bench` runs it beside its other figures.
@@ -72,19 +72,6 @@ impl Suite {
             .collect::<Result<_, String>>()?;
         Ok(Suite { files })
     }
-
-    /// Run every file once on `side`, timing each.
-    fn time(&self, side: &mut dyn Side) -> Result<Vec<Duration>, String> {
-        self.files
-            .iter()
-            .map(|(name, sql)| {
-                let started = Instant::now();
-                side.batch(sql)
-                    .map_err(|e| format!("benchmark{name}.sql: {e}"))?;
-                Ok(started.elapsed())
-            })
-            .collect()
-    }
 }
 
 /// One target's times: `runs[r][test]`.
@@ -96,6 +83,14 @@ pub struct TargetTimes {
 }
 
 impl TargetTimes {
+    /// No runs yet.
+    pub fn new(name: &'static str) -> TargetTimes {
+        TargetTimes {
+            name,
+            runs: Vec::new(),
+        }
+    }
+
     /// Median over the runs of each test, in ms.
     pub fn medians_ms(&self) -> Vec<f64> {
         (0..SUITE.len())
@@ -151,65 +146,87 @@ pub fn geomean(values: &[f64]) -> f64 {
     (logs / values.len() as f64).exp()
 }
 
-/// Run the suite `runs` times on each target, the targets taking turns.
+/// Run the suite `runs` times on each target. Each run opens a fresh database on every
+/// target and sends the files in order, **taking turns test by test** (the order of the
+/// targets rotates from test to test), so all targets see the same state of a shared,
+/// noisy machine within a few seconds of each other.
 pub fn run_suite(
     suite: &Suite,
     runs: usize,
     native: Option<&NativePostgres>,
     scratch: &Path,
 ) -> Result<SuiteReport, String> {
-    let mut in_process = TargetTimes {
-        name: IN_PROCESS,
-        runs: Vec::new(),
-    };
-    let mut serve = TargetTimes {
-        name: SERVE,
-        runs: Vec::new(),
-    };
-    let mut native_times = TargetTimes {
-        name: NATIVE,
-        runs: Vec::new(),
-    };
+    let mut times = [
+        TargetTimes::new(IN_PROCESS),
+        TargetTimes::new(SERVE),
+        TargetTimes::new(NATIVE),
+    ];
     let mut report = SuiteReport {
         targets: Vec::new(),
         rss_in_process_after: None,
         rss_serve_open: None,
         rss_serve_after: None,
     };
-    for run in 0..runs.max(1) {
-        eprintln!("bench: speed suite run {}/{}: in-process", run + 1, runs);
+    let runs = runs.max(1);
+    for run in 0..runs {
+        eprintln!(
+            "bench: speed suite run {}/{runs}: all targets, taking turns",
+            run + 1
+        );
         let db = Pglite::temporary().map_err(|e| format!("pglite: {e}"))?;
-        let mut side = InProcess::new(db);
-        in_process.runs.push(suite.time(&mut side)?);
-        if run == 0 {
-            report.rss_in_process_after = proc_status_mb(None, "VmRSS");
-        }
-        side.db.close().map_err(|e| e.to_string())?;
-
-        eprintln!("bench: speed suite run {}/{}: pglite serve", run + 1, runs);
+        let mut in_process = InProcess::new(db);
         let server = ServeChild::start(scratch)?;
         if run == 0 {
             report.rss_serve_open = proc_status_mb(Some(server.pid()), "VmRSS");
         }
-        let mut client = Tcp::connect(server.url())?;
-        serve.runs.push(suite.time(&mut client)?);
+        let mut serve = Tcp::connect(server.url())?;
+        let database = format!("speedtest_{run}");
+        let mut native_side = match native {
+            Some(native) => {
+                let mut admin = Tcp::connect(&native.url("postgres", "postgres"))?;
+                admin.batch(&format!("CREATE DATABASE {database}"))?;
+                Some((admin, Tcp::connect(&native.url("postgres", &database))?))
+            }
+            None => None,
+        };
+
+        let mut run_times: [Vec<Duration>; 3] = Default::default();
+        for (test, (name, sql)) in suite.files.iter().enumerate() {
+            for turn in 0..3 {
+                let target = (test + run + turn) % 3;
+                let side: &mut dyn Side = match target {
+                    0 => &mut in_process,
+                    1 => &mut serve,
+                    _ => match native_side.as_mut() {
+                        Some((_, client)) => client,
+                        None => continue,
+                    },
+                };
+                let started = Instant::now();
+                side.batch(sql)
+                    .map_err(|e| format!("{}: benchmark{name}.sql: {e}", times[target].name))?;
+                run_times[target].push(started.elapsed());
+            }
+        }
+
         if run == 0 {
+            report.rss_in_process_after = proc_status_mb(None, "VmRSS");
             report.rss_serve_after = proc_status_mb(Some(server.pid()), "VmRSS");
         }
-        drop(client);
+        in_process.db.close().map_err(|e| e.to_string())?;
+        drop(serve);
         server.stop()?;
-
-        if let Some(native) = native {
-            eprintln!("bench: speed suite run {}/{}: native", run + 1, runs);
-            let database = format!("speedtest_{run}");
-            let mut admin = Tcp::connect(&native.url("postgres", "postgres"))?;
-            admin.batch(&format!("CREATE DATABASE {database}"))?;
-            let mut client = Tcp::connect(&native.url("postgres", &database))?;
-            native_times.runs.push(suite.time(&mut client)?);
+        if let Some((mut admin, client)) = native_side {
             drop(client);
             admin.batch(&format!("DROP DATABASE {database}"))?;
         }
+        for (target, ran) in times.iter_mut().zip(run_times) {
+            if !ran.is_empty() {
+                target.runs.push(ran);
+            }
+        }
     }
+    let [in_process, serve, native_times] = times;
     report.targets.push(in_process);
     report.targets.push(serve);
     if native.is_some() {
